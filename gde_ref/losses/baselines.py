@@ -1,0 +1,169 @@
+"""Losses of the baselines and of the toy maze: DQN, discrete CQL, SAC (actor and temperature), RND.
+
+Same conventions as ``equations.py``: ``*_kernel`` writes gradients into given arrays and returns the
+loss; the wrapper without the suffix checks its inputs and returns ``(loss, gradients...)``.
+"""
+import numpy as np
+
+from gde_ref.losses.equations import _vectors, td_loss_kernel
+from gde_ref.nn.checks import check_array, check_batch, check_range, check_same_dtype
+from gde_ref.nn.kernels import kernel
+
+
+def _actions(name, actions, batch, n_actions):
+    actions = check_array(f"{name} actions", actions, ndim=1, floating=False, shape=(batch,))
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise TypeError(f"{name} actions must be integers, got {actions.dtype.name}; use .astype(np.int64)")
+    if actions.size and (actions.min() < 0 or actions.max() >= n_actions):
+        raise ValueError(f"{name} actions must lie in [0, {n_actions}), got range "
+                         f"[{actions.min()}, {actions.max()}]")
+    return actions.astype(np.int64, copy=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# DQN (Eq. 1 with a max over next actions) and discrete CQL
+# ------------------------------------------------------------------------------------------------
+@kernel
+def dqn_loss_kernel(q_all, actions, reward, discount, next_q_target, d_q_all):
+    """y_i = r_i + discount_i max_a' Q_target(s'_i, a');  L = mean_i (Q(s_i, a_i) - y_i)^2 (Eq. 1)."""
+    n, n_act = q_all.shape
+    q_taken, target, d_q = np.empty(n, q_all.dtype), np.empty(n, q_all.dtype), np.empty(n, q_all.dtype)
+    for i in range(n):
+        best = next_q_target[i, 0]
+        for a in range(1, n_act):
+            best = max(best, next_q_target[i, a])
+        target[i] = reward[i] + discount[i] * best
+        q_taken[i] = q_all[i, actions[i]]
+    loss = td_loss_kernel(q_taken, target, d_q)
+    d_q_all[:] = 0.0
+    for i in range(n):
+        d_q_all[i, actions[i]] = d_q[i]
+    return loss
+
+
+def dqn_loss(q_all, actions, reward, discount, next_q_target):
+    """DQN's TD loss (paper Eq. 1). q_all, next_q_target (B, K); actions (B,) int; reward, discount (B,).
+
+    Returns (loss, dloss/dq_all (B, K)); only the taken action's entry of each row is non-zero.
+    """
+    q_all = check_array("dqn_loss q_all", q_all, ndim=2)
+    n, n_act = q_all.shape
+    next_q_target = check_array("dqn_loss next_q_target", next_q_target, ndim=2, shape=(n, n_act))
+    actions = _actions("dqn_loss", actions, n, n_act)
+    reward, discount = _vectors("dqn_loss", ("reward", reward), ("discount", discount))
+    check_batch("dqn_loss", n, ("reward", reward))
+    check_same_dtype("dqn_loss", q_all, next_q_target, reward, discount)
+    d_q_all = np.empty_like(q_all)
+    return float(dqn_loss_kernel(q_all, actions, reward, discount, next_q_target, d_q_all)), d_q_all
+
+
+@kernel
+def cql_penalty_kernel(q_all, actions, alpha, d_q_all):
+    """Discrete CQL (Kumar et al., 2020):  alpha * mean_i [ logsumexp_a Q(s_i, a) - Q(s_i, a_i) ].
+
+    dL/dQ(s_i, a) = alpha / B * (softmax(Q(s_i, .))_a - 1[a = a_i]).
+    """
+    n, n_act = q_all.shape
+    total = 0.0
+    for i in range(n):
+        top = q_all[i, 0]
+        for a in range(1, n_act):
+            top = max(top, q_all[i, a])
+        z = 0.0
+        for a in range(n_act):
+            z += np.exp(q_all[i, a] - top)
+        lse = top + np.log(z)
+        total += lse - q_all[i, actions[i]]
+        for a in range(n_act):
+            d_q_all[i, a] = alpha * np.exp(q_all[i, a] - lse) / n
+        d_q_all[i, actions[i]] -= alpha / n
+    return alpha * total / n
+
+
+def cql_penalty(q_all, actions, alpha):
+    """The discrete CQL penalty; the CQL loss is ``dqn_loss + cql_penalty``. Returns (penalty, d/dq_all)."""
+    q_all = check_array("cql_penalty q_all", q_all, ndim=2)
+    actions = _actions("cql_penalty", actions, *q_all.shape)
+    check_range("cql alpha", alpha, 0.0)
+    d_q_all = np.empty_like(q_all)
+    return float(cql_penalty_kernel(q_all, actions, alpha, d_q_all)), d_q_all
+
+
+# ------------------------------------------------------------------------------------------------
+# SAC (Haarnoja et al., 2018)
+# ------------------------------------------------------------------------------------------------
+@kernel
+def sac_actor_loss_kernel(log_prob, q_min, alpha, d_log_prob, d_q):
+    """L_pi = mean_i [ alpha log pi(a_i|s_i) - min_k Q_k(s_i, a_i) ],  a_i ~ pi (reparameterised)."""
+    n = log_prob.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += alpha * log_prob[i] - q_min[i]
+        d_log_prob[i] = alpha / n
+        d_q[i] = -1.0 / n
+    return total / n
+
+
+def sac_actor_loss(log_prob, q_min, alpha):
+    """SAC's actor loss. log_prob, q_min (B,); alpha > 0. Returns (loss, dloss/dlog_prob, dloss/dq_min)."""
+    log_prob, q_min = _vectors("sac_actor_loss", ("log_prob", log_prob), ("q_min", q_min))
+    check_range("sac alpha", alpha, 0.0)
+    d_log_prob, d_q = np.empty_like(log_prob), np.empty_like(q_min)
+    return float(sac_actor_loss_kernel(log_prob, q_min, alpha, d_log_prob, d_q)), d_log_prob, d_q
+
+
+@kernel
+def sac_alpha_loss_kernel(log_alpha, log_prob, target_entropy):
+    """L(alpha) = -mean_i alpha (log pi(a_i|s_i) + H_target),  alpha = exp(log_alpha).
+
+    Returns (loss, dL/dlog_alpha); log_prob is a constant here. Target entropy H_target = -|A|.
+    """
+    n = log_prob.shape[0]
+    alpha = np.exp(log_alpha)
+    total = 0.0
+    for i in range(n):
+        total += log_prob[i] + target_entropy
+    loss = -alpha * total / n
+    return loss, loss
+
+
+def sac_alpha_loss(log_alpha, log_prob, target_entropy):
+    """SAC's temperature loss; returns (loss, dloss/dlog_alpha) (they are equal: d(alpha)/dlog_alpha = alpha)."""
+    log_prob = check_array("sac_alpha_loss log_prob", log_prob, ndim=1)
+    loss, grad = sac_alpha_loss_kernel(float(log_alpha), log_prob, float(target_entropy))
+    return float(loss), float(grad)
+
+
+# ------------------------------------------------------------------------------------------------
+# RND (Burda et al., 2018)
+# ------------------------------------------------------------------------------------------------
+@kernel
+def rnd_loss_kernel(prediction, target, error, d_prediction):
+    """e_i = ||f_pred(s_i) - f_target(s_i)||^2 (the intrinsic reward);  L = mean_i e_i.
+
+    dL/df_pred(s_i) = 2 (f_pred(s_i) - f_target(s_i)) / B; the target network is frozen.
+    """
+    n, d = prediction.shape
+    total = 0.0
+    for i in range(n):
+        e = 0.0
+        for k in range(d):
+            diff = prediction[i, k] - target[i, k]
+            e += diff * diff
+            d_prediction[i, k] = 2.0 * diff / n
+        error[i] = e
+        total += e
+    return total / n
+
+
+def rnd_loss(prediction, target):
+    """RND predictor loss. prediction, target (B, F). Returns (loss, dloss/dprediction, per-sample error (B,)).
+
+    The per-sample error is RND's (unnormalised) intrinsic reward.
+    """
+    prediction = check_array("rnd_loss prediction", prediction, ndim=2)
+    target = check_array("rnd_loss target", target, ndim=2, shape=prediction.shape)
+    check_same_dtype("rnd_loss", prediction, target)
+    error, d_prediction = np.empty(prediction.shape[0], prediction.dtype), np.empty_like(prediction)
+    loss = rnd_loss_kernel(prediction, target, error, d_prediction)
+    return float(loss), d_prediction, error

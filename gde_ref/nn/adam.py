@@ -1,0 +1,82 @@
+"""Adam (Kingma & Ba, 2015) on flat parameter vectors, and Polyak averaging for targets.
+
+The optimiser state sits beside the parameters: first moment ``m``, second moment ``v`` (both the
+size of the parameter vector) and the step count ``t`` (an int64 array of one element, so that a
+kernel can advance it in place).
+"""
+import numpy as np
+
+from gde_ref.nn.checks import check_array, check_range, check_same_dtype
+from gde_ref.nn.kernels import kernel
+
+__all__ = ["AdamState", "adam_step", "polyak_update", "adam_kernel", "polyak_kernel"]
+
+
+class AdamState:
+    """Adam's state for one flat parameter vector: m, v (zeros) and t = 0."""
+
+    def __init__(self, n_params, dtype=np.float32):
+        self.m = np.zeros(n_params, dtype)
+        self.v = np.zeros(n_params, dtype)
+        self.t = np.zeros(1, np.int64)
+
+    def copy(self):
+        twin = AdamState(0, self.m.dtype)
+        twin.m, twin.v, twin.t = self.m.copy(), self.v.copy(), self.t.copy()
+        return twin
+
+
+@kernel
+def adam_kernel(params, grads, m, v, t, lr, beta1, beta2, eps):
+    """One bias-corrected Adam step, in place on params, m, v and t.
+
+        t <- t + 1
+        m <- beta1 m + (1 - beta1) g
+        v <- beta2 v + (1 - beta2) g^2
+        params <- params - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+    """
+    t[0] += 1
+    bias1 = 1.0 - beta1 ** t[0]
+    bias2 = 1.0 - beta2 ** t[0]
+    for i in range(params.shape[0]):
+        g = grads[i]
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
+        params[i] -= lr * (m[i] / bias1) / (np.sqrt(v[i] / bias2) + eps)
+
+
+@kernel
+def polyak_kernel(target, source, polyak):
+    """target <- (1 - polyak) target + polyak source, in place (soft target update)."""
+    for i in range(target.shape[0]):
+        target[i] = (1.0 - polyak) * target[i] + polyak * source[i]
+
+
+def adam_step(params, grads, state, lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Checked wrapper of ``adam_kernel``: updates ``params`` and ``state`` in place."""
+    params = _check_flat("adam_step params", params)
+    grads = check_array("adam_step grads", grads, ndim=1, shape=(params.size,))
+    check_same_dtype("adam_step", params, grads, state.m, state.v)
+    check_range("adam lr", lr, 0.0)
+    check_range("adam beta1", beta1, 0.0, 1.0, high_open=True)
+    check_range("adam beta2", beta2, 0.0, 1.0, high_open=True)
+    check_range("adam eps", eps, 0.0, low_open=True)
+    adam_kernel(params, grads, state.m, state.v, state.t, lr, beta1, beta2, eps)
+
+
+def polyak_update(target, source, polyak):
+    """Checked wrapper of ``polyak_kernel``: target <- (1 - polyak) target + polyak source."""
+    target = _check_flat("polyak_update target", target)
+    source = check_array("polyak_update source", source, ndim=1, shape=(target.size,))
+    check_same_dtype("polyak_update", target, source)
+    check_range("polyak", polyak, 0.0, 1.0)
+    polyak_kernel(target, source, polyak)
+
+
+def _check_flat(name, x):
+    """In-place updates need the caller's own contiguous 1-D float vector (no silent copy)."""
+    check_array(name, x, ndim=1)
+    if not (x.flags.c_contiguous and x.flags.writeable):
+        raise ValueError(f"{name} must be a writeable, contiguous vector (it is updated in place); "
+                         "pass the network's own parameter vector, not a strided view or a copy")
+    return x
