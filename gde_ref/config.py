@@ -1,0 +1,46 @@
+"""Hyper-parameters as dataclasses, with the paper's values as defaults (paper Table 7 and Appendix B.3).
+
+Each field names its paper symbol. Locomotion values are the defaults; ``for_antmaze()`` gives the
+sparse-reward settings of Table 7.
+"""
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    """IQL backbone (Kostrikov et al., 2021), paper Section 4.2.2."""
+
+    expectile: float = 0.7          # tau in Eq. 2 (0.9 for antmaze)
+    awr_temperature: float = 3.0    # lambda in Eq. 4, exp(lambda * A) (10.0 for antmaze)
+    awr_max_weight: float = 100.0   # clip of exp(lambda * A), as in the IQL code
+    discount: float = 0.99          # gamma
+    polyak: float = 0.005           # target-network averaging rate
+    critic_lr: float = 3e-4         # Adam learning rate of Q1, Q2
+    value_lr: float = 3e-4          # Adam learning rate of V
+    actor_lr: float = 3e-4          # Adam learning rate of the actor(s) (cosine-decayed offline)
+    hidden: tuple = (256, 256)      # 2 hidden layers of 256 (paper B.3)
+    batch_size: int = 256
+    log_std_min: float = -5.0       # the actor's state-independent log-std is clipped to
+    log_std_max: float = 2.0        #   [log_std_min, log_std_max]
+
+    def for_antmaze(self):
+        return replace(self, expectile=0.9, awr_temperature=10.0)
+
+
+@dataclass(frozen=True)
+class GDEConfig:
+    """Guided Decoupled Exploration, paper Section 4.2.3 and Algorithm 1."""
+
+    kl_weight: float = 0.3          # rho in Eq. 5, decayed linearly to 0 over the budget
+    eval_period: int = 2_500        # F: evaluate the exploitation policy / maybe swap the teacher (2.5e4 antmaze)
+    eval_steps: int = 5_000         # L: environment steps of one evaluation stage (Table 7)
+    n_step: int = 1                 # n-step returns (3 for the sparse-reward mazes)
+    buffer_size: int = 250_000      # online-only replay buffer
+    exploration_lr: float = 3e-4    # Adam learning rate of the exploration policy
+
+    def __post_init__(self):
+        if self.kl_weight < 0:
+            raise ValueError(f"kl_weight (rho) must be >= 0, got {self.kl_weight}")
+        if self.eval_period < 1 or self.eval_steps < 0 or self.n_step < 1 or self.buffer_size < 1:
+            raise ValueError("eval_period, n_step and buffer_size must be >= 1 and eval_steps >= 0, got "
+                             f"{self.eval_period}, {self.n_step}, {self.buffer_size}, {self.eval_steps}")

@@ -1,0 +1,1 @@
+"""Online fine-tuning on top of a backbone: GDE (Algorithm 1) and the shared loop."""
