@@ -27,7 +27,8 @@ def check_array(name, x, ndim=None, dtype=None, shape=None, floating=True):
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype.name}; convert it with .astype(np.float32)")
     if shape is not None:
         if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape)):
-            want = "(" + ", ".join("B" if s is None else str(s) for s in shape) + ")"
+            dims = ["B" if s is None else str(s) for s in shape]
+            want = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
             raise ValueError(f"{name} must have shape {want}, got {x.shape}")
     return np.ascontiguousarray(x)
 
