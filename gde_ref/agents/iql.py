@@ -201,7 +201,7 @@ class IQLAgent:
 
         The mean action is written into an internal buffer (no allocation) and valid until the next call.
         """
-        if obs.shape != (self.obs_dim,) or obs.dtype != self.dtype:
+        if not isinstance(obs, np.ndarray) or obs.shape != (self.obs_dim,) or obs.dtype != self.dtype:
             check_array("IQLAgent.act obs", obs, ndim=1, dtype=self.dtype, shape=(self.obs_dim,))
         mean_action_kernel(self.actor.params, self.actor.layout, obs, self._act_hidden, self._action)
         if rng is None:

@@ -105,7 +105,7 @@ def sac_actor_loss_kernel(log_prob, q_min, alpha, d_log_prob, d_q):
 
 
 def sac_actor_loss(log_prob, q_min, alpha):
-    """SAC's actor loss. log_prob, q_min (B,); alpha > 0. Returns (loss, dloss/dlog_prob, dloss/dq_min)."""
+    """SAC's actor loss. log_prob, q_min (B,); alpha >= 0 (0: no entropy term). Returns (loss, dloss/dlog_prob, dloss/dq_min)."""
     log_prob, q_min = _vectors("sac_actor_loss", ("log_prob", log_prob), ("q_min", q_min))
     check_range("sac alpha", alpha, 0.0)
     d_log_prob, d_q = np.empty_like(log_prob), np.empty_like(q_min)

@@ -141,6 +141,7 @@ def awr_loss(log_prob, q, v, temperature, max_weight=AWR_MAX_WEIGHT):
     """
     log_prob, q, v = _vectors("awr_loss", ("log_prob", log_prob), ("q", q), ("v", v))
     check_range("awr temperature", temperature, 0.0)
+    check_range("awr max_weight", max_weight, 0.0, low_open=True)
     d_log_prob = np.empty_like(log_prob)
     return float(awr_loss_kernel(log_prob, q, v, temperature, max_weight, d_log_prob)), d_log_prob
 

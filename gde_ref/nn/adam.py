@@ -56,6 +56,9 @@ def adam_step(params, grads, state, lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8):
     """Checked wrapper of ``adam_kernel``: updates ``params`` and ``state`` in place."""
     params = _check_flat("adam_step params", params)
     grads = check_array("adam_step grads", grads, ndim=1, shape=(params.size,))
+    if state.m.shape != params.shape or state.v.shape != params.shape or state.t.shape != (1,):
+        raise ValueError(f"adam_step: the Adam state is for {state.m.size} parameters but params has "
+                         f"{params.size}; create it with AdamState(params.size, params.dtype)")
     check_same_dtype("adam_step", params, grads, state.m, state.v)
     check_range("adam lr", lr, 0.0)
     check_range("adam beta1", beta1, 0.0, 1.0, high_open=True)

@@ -69,6 +69,7 @@ class MLP:
     sizes : list of int, ``[n_in, hidden..., n_out]``.
     rng : numpy.random.Generator used for the initialisation (explicit, so runs are reproducible).
     dtype : float32 for training (default) or float64 (gradient checks).
+    gain : the orthogonal initialisation's gain (sqrt(2), as IQL).
     extra : number of additional trailing parameters kept in the same vector (e.g. an actor's
         state-independent log-std), exposed as ``views["extra"]`` and initialised to zero.
     """
@@ -81,6 +82,7 @@ class MLP:
             raise TypeError(f"MLP dtype must be float32 or float64, got {self.dtype}")
         self.n_extra = int(extra)
         self.params = np.zeros(self.n_mlp_params + self.n_extra, self.dtype)
+        self.views = self.named_views(self.params)
         for k, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             self.views[f"{k}.weight"][:] = orthogonal(rng, n_in, n_out, gain)
         self._single = np.zeros(int(self.layout[:, kernels.N_OUT].sum()), self.dtype)
@@ -99,11 +101,6 @@ class MLP:
     @property
     def n_params(self):
         return self.params.size
-
-    @property
-    def views(self):
-        """Named views into ``params``: ``"k.weight"`` (n_in, n_out), ``"k.bias"``, ``"extra"``."""
-        return self.named_views(self.params)
 
     def named_views(self, flat):
         """Named per-layer views into any flat vector with this network's layout (params, grads, Adam m)."""
@@ -127,15 +124,20 @@ class MLP:
         return check_array("MLP input x", x, ndim=2, dtype=self.dtype, shape=(None, self.n_in))
 
     def forward(self, x, params=None):
-        """Batch forward: x (B, n_in) -> (B, n_out), a fresh array. Remembers x for ``backward``.
+        """Batch forward: x (B, n_in) -> (B, n_out), a fresh array.
 
         ``params`` (a flat vector with this layout, e.g. a target copy) defaults to ``self.params``.
+        ``backward`` differentiates the most recent forward: this keeps its own copies of x and params,
+        so changing either afterwards (a finite-difference probe, an optimiser step) cannot corrupt it.
         """
         x = self._check_input(x)
-        params = self.params if params is None else params
+        if params is None:
+            params = self.params
+        else:
+            params = check_array("MLP params", params, ndim=1, dtype=self.dtype, shape=(self.n_params,))
         ws = self.workspace(x.shape[0])
-        out = kernels.mlp_forward(params, self.layout, x, ws.acts)
-        self._last_x, self._last_params = x, params
+        self._last_x, self._last_params = x.copy(), params.copy()
+        out = kernels.mlp_forward(self._last_params, self.layout, self._last_x, ws.acts)
         return out.copy()
 
     def backward(self, d_out, input_grad=False, param_grads=True):
@@ -154,7 +156,7 @@ class MLP:
 
         The result is a view into an internal buffer, valid until the next call.
         """
-        if x.shape != (self.sizes[0],) or x.dtype != self.dtype:
+        if not isinstance(x, np.ndarray) or x.shape != (self.sizes[0],) or x.dtype != self.dtype:
             check_array("MLP.act observation x", x, ndim=1, dtype=self.dtype, shape=(self.n_in,))
         return kernels.mlp_forward_single(self.params, self.layout, x, self._single)
 
@@ -164,6 +166,7 @@ class MLP:
         twin = object.__new__(MLP)
         twin.__dict__.update(self.__dict__)
         twin.params = self.params.copy()
+        twin.views = twin.named_views(twin.params)
         twin._single = np.zeros_like(self._single)
         twin._workspaces, twin._last_x = {}, None
         return twin
