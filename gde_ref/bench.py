@@ -5,14 +5,15 @@ dimensions, batch 256 and 2x256 MLPs:
 
 * ``gde_steps_per_s`` / ``iql_steps_per_s``: full update steps (``GDELearner.update``, ``IQLAgent.update``);
 * ``act_latency_us``: one ``IQLAgent.act(obs)`` call (single observation, deterministic mean action);
-* ``blas_floor_steps_per_s``: exactly the GDE step's matrix products (``gde_step_products``), run one
-  after the other through NumPy's BLAS at the same shapes with preallocated outputs: what a step would
-  cost if everything but the matrix products were free;
+* ``blas_floor_steps_per_s``: exactly the GDE step's BLAS matrix products (``step_plan``), run one
+  after the other through NumPy's BLAS at the same shapes, each on an array standing for the one the
+  step uses (every network's own weights, activations, deltas, gradients): what a step would cost if
+  everything but the matrix products were free;
 * ``compile_s``: time of the first update/act calls in this process (compilation, or loading the
   on-disk cache when ``compile_from_cache``), ``second_process_ready_s``: wall time of a fresh Python
   process that imports gde_ref, builds the agents, runs one GDE step and one action;
 * ``threads``: BLAS threads in use.
-Rates are the median over several timed rounds.
+Rates are medians over interleaved timed rounds (see ``run_bench``).
 """
 import os
 import subprocess
@@ -29,54 +30,76 @@ from gde_ref.finetune.gde import GDELearner
 TASK_DIMS = {"hopper": (11, 3), "halfcheetah": (17, 6)}
 
 # The passes of one IQL step and of GDE's extra exploration step, in the order the kernels run them:
-# (kind, network, param_grads, input_grad); networks: "q" critic, "v" value, "pi" actor.
+# ("forward", network, input) or ("backward", network, param_grads, input_grad). Networks are the
+# instances of the step; KIND maps each to its shape ("q" critic, "v" value, "pi" actor).
 IQL_PASSES = [
-    ("forward", "q"), ("forward", "q"),                                   # target twins Q'(s, a)
-    ("forward", "v"), ("backward", "v", True, False),                     # Eq. 2, V
-    ("forward", "v"),                                                     # V(s')
-    ("forward", "q"), ("forward", "q"),                                   # Eq. 3, Q1, Q2
-    ("backward", "q", True, False), ("backward", "q", True, False),
-    ("forward", "v"),                                                     # V(s) after its update
-    ("forward", "pi"), ("backward", "pi", True, False),                   # Eq. 4, exploitation actor
+    ("forward", "q1_target", "obs_actions"), ("forward", "q2_target", "obs_actions"),  # Q'(s, a)
+    ("forward", "value", "obs"), ("backward", "value", True, False),                    # Eq. 2
+    ("forward", "value", "next_obs"),                                                   # V(s')
+    ("forward", "q1", "obs_actions"), ("forward", "q2", "obs_actions"),                 # Eq. 3
+    ("backward", "q1", True, False), ("backward", "q2", True, False),
+    ("forward", "value", "obs"),                                                        # V(s), updated
+    ("forward", "actor", "obs"), ("backward", "actor", True, False),                    # Eq. 4
 ]
 EXPLORE_PASSES = [
-    ("forward", "pi"), ("forward", "pi"),                                 # exploration and teacher actors
-    ("forward", "q"), ("forward", "q"),                                   # Q1, Q2 at (s, pi_b(s))
-    ("backward", "q", False, True), ("backward", "q", False, True),       # dQ/da through both twins
-    ("backward", "pi", True, False),                                      # Eq. 5, exploration actor
+    ("forward", "explore", "obs"), ("forward", "teacher", "obs"),                       # pi_b, pi_t
+    ("forward", "q1", "obs_actions"), ("forward", "q2", "obs_actions"),                 # Q(s, pi_b(s))
+    ("backward", "q1", False, True), ("backward", "q2", False, True),                   # dQ/da
+    ("backward", "explore", True, False),                                               # Eq. 5
 ]
+KIND = {"q1": "q", "q2": "q", "q1_target": "q", "q2_target": "q", "value": "v",
+        "actor": "pi", "explore": "pi", "teacher": "pi"}
 
 
-def mlp_products(sizes, batch, kind, param_grads=True, input_grad=False):
-    """The matrix products one MLP pass issues, as (m, k, n, transpose_a, transpose_b) with out (m, n).
+def is_blas_product(product):
+    """Whether the kernels send this product to BLAS: all but delta W^T through a one-output layer,
+    an outer product that ``kernels.dense_backward_input`` computes with a loop."""
+    m, k, n, ta, tb = product
+    return not (k == 1 and tb)
 
-    Mirrors ``kernels.mlp_forward`` (x W per layer) and ``kernels.mlp_backward`` (x^T delta for the
-    weights, delta W^T for the layer below; the first layer's delta W^T only for an input gradient).
+
+def step_plan(passes, obs_dim, act_dim, hidden=(256, 256), batch=256):
+    """Every BLAS product of a list of passes, in order, with the arrays it reads and writes.
+
+    Returns [(shape, a, b, out)]: shape = (m, k, n, transpose_a, transpose_b), out (m, n) = op(a) op(b),
+    and a, b, out are names of arrays with the roles they have in the kernels ("W", net, layer),
+    ("act", net, layer), ("delta", net, slot), ("dW", net, layer), ("dx", net), ("d_out", net), or an
+    input batch. This mirrors ``kernels.mlp_forward`` (x W per layer) and ``kernels.mlp_backward``
+    (x^T delta for the weights, delta W^T for the layer below; the first layer's only for an input
+    gradient; none through a one-output layer, which is a loop).
     """
-    layers = list(zip(sizes[:-1], sizes[1:]))
-    if kind == "forward":
-        return [(batch, n_in, n_out, False, False) for n_in, n_out in layers]
-    out = []
-    for k in range(len(layers) - 1, -1, -1):
-        n_in, n_out = layers[k]
-        if param_grads:
-            out.append((n_in, batch, n_out, True, False))
-        if k > 0 or input_grad:
-            out.append((batch, n_out, n_in, False, True))
-    return out
+    sizes = {"q": [obs_dim + act_dim, *hidden, 1], "v": [obs_dim, *hidden, 1], "pi": [obs_dim, *hidden, act_dim]}
+    inputs, plan = {}, []
+    for kind, net, *args in passes:
+        layers = list(zip(sizes[KIND[net]][:-1], sizes[KIND[net]][1:]))
+        if kind == "forward":
+            inputs[net] = ("input", args[0])
+            for k, (n_in, n_out) in enumerate(layers):
+                src = inputs[net] if k == 0 else ("act", net, k - 1)
+                plan.append(((batch, n_in, n_out, False, False), src, ("W", net, k), ("act", net, k)))
+            continue
+        param_grads, input_grad = args
+        delta = ("d_out", net)
+        for k in range(len(layers) - 1, -1, -1):
+            n_in, n_out = layers[k]
+            src = inputs[net] if k == 0 else ("act", net, k - 1)
+            if param_grads:
+                plan.append(((n_in, batch, n_out, True, False), src, delta, ("dW", net, k)))
+            if (k > 0 or input_grad) and n_out > 1:
+                out = ("delta", net, k % 2) if k > 0 else ("dx", net)
+                plan.append(((batch, n_out, n_in, False, True), delta, ("W", net, k), out))
+            if k > 0:
+                delta = ("delta", net, k % 2)
+    return plan
 
 
 def step_products(passes, obs_dim, act_dim, hidden=(256, 256), batch=256):
-    """Every matrix product of a list of passes, in order."""
-    sizes = {"q": [obs_dim + act_dim, *hidden, 1], "v": [obs_dim, *hidden, 1], "pi": [obs_dim, *hidden, act_dim]}
-    out = []
-    for kind, net, *flags in passes:
-        out += mlp_products(sizes[net], batch, kind, *flags)
-    return out
+    """The shapes (m, k, n, transpose_a, transpose_b) of a step's BLAS products, in order."""
+    return [p[0] for p in step_plan(passes, obs_dim, act_dim, hidden, batch)]
 
 
 def gde_step_products(obs_dim, act_dim, hidden=(256, 256), batch=256):
-    """The matrix products of one GDE update step (IQL step + exploration step)."""
+    """The BLAS products of one GDE update step (IQL step + exploration step)."""
     return step_products(IQL_PASSES + EXPLORE_PASSES, obs_dim, act_dim, hidden, batch)
 
 
@@ -101,19 +124,40 @@ def _median_rate(fn, seconds, rounds=5):
     return float(np.median(rates))
 
 
-def blas_floor(products, seconds, dtype=np.float32, seed=0):
-    """Steps/s of running ``products`` through NumPy's matmul with preallocated operands and outputs."""
+def blas_floor_step(plan, dtype=np.float32, seed=0):
+    """A function running the plan's products through NumPy's matmul, each on its own named array.
+
+    Arrays are allocated once, one per name, with the shapes and roles they have in the real step
+    (each network's weights, activations, deltas and gradients), so the floor touches the same amount
+    of memory as the step does; only the elementwise work is missing.
+    """
     rng = np.random.default_rng(seed)
+    arrays = {}
+    largest = max(m * n for (m, k, n, _, _), *_ in plan)
+
+    def array(name, shape):
+        if name[0] == "delta":  # the two ping-pong halves are flat buffers reshaped per layer
+            flat = arrays.setdefault(name, rng.standard_normal(largest).astype(dtype))
+            return flat[:shape[0] * shape[1]].reshape(shape)
+        if name not in arrays:
+            arrays[name] = rng.standard_normal(shape).astype(dtype)
+        return arrays[name]
+
     ops = []
-    for m, k, n, ta, tb in products:
-        a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
-        b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
-        ops.append((a.T if ta else a, b.T if tb else b, np.empty((m, n), dtype)))
+    for (m, k, n, ta, tb), a_name, b_name, out_name in plan:
+        a = array(a_name, (k, m) if ta else (m, k))
+        b = array(b_name, (n, k) if tb else (k, n))
+        ops.append((a.T if ta else a, b.T if tb else b, array(out_name, (m, n))))
 
     def run():
         for a, b, out in ops:
             np.matmul(a, b, out=out)
-    return _median_rate(run, seconds)
+    return run
+
+
+def blas_floor(plan, seconds, dtype=np.float32):
+    """Steps/s of ``blas_floor_step(plan)``."""
+    return _median_rate(blas_floor_step(plan, dtype), seconds)
 
 
 def random_batch(rng, obs_dim, act_dim, batch, discount=0.99):
@@ -173,27 +217,38 @@ def compile_time():
     return seconds, bool(from_cache)
 
 
-def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, progress=None):
-    """Run every measurement; returns the result dict (see the module docstring)."""
+def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7, progress=None):
+    """Run every measurement; returns the result dict (see the module docstring).
+
+    GDE steps, IQL steps and the BLAS floor are timed in interleaved rounds, so that a slow spell of
+    the machine (a shared host drifts by tens of percent) affects all three alike; each is the median
+    over rounds, and ``gde_over_floor`` is the median of the per-round ratios.
+    """
     compile_s, cached = compile_time()
-    result = {k: {} for k in ("gde_steps_per_s", "iql_steps_per_s", "act_latency_us", "blas_floor_steps_per_s",
-                              "gde_over_floor", "gflop_per_gde_step")}
+    keys = ("gde_steps_per_s", "iql_steps_per_s", "act_latency_us", "blas_floor_steps_per_s", "gde_over_floor",
+            "gflop_per_gde_step")
+    result = {k: {} for k in keys}
     for task in tasks:
         obs_dim, act_dim = TASK_DIMS[task]
         rng = np.random.default_rng(1)
         batches = [random_batch(rng, obs_dim, act_dim, batch) for _ in range(4)]
         agent, learner = _make(obs_dim, act_dim)
         it = iter(range(1 << 62))
-        result["iql_steps_per_s"][task] = _median_rate(lambda: agent.update(batches[next(it) % 4]), seconds)
-        result["gde_steps_per_s"][task] = _median_rate(lambda: learner.update(batches[next(it) % 4], 0.3), seconds)
+        iql = lambda: agent.update(batches[next(it) % 4])  # noqa: E731
+        gde = lambda: learner.update(batches[next(it) % 4], 0.3)  # noqa: E731
+        plan = step_plan(IQL_PASSES + EXPLORE_PASSES, obs_dim, act_dim, batch=batch)
+        floor = blas_floor_step(plan)
+        per = seconds / rounds
+        rates = np.array([[_median_rate(f, per, rounds=1) for f in (gde, iql, floor)] for _ in range(rounds)])
+        result["gde_steps_per_s"][task] = float(np.median(rates[:, 0]))
+        result["iql_steps_per_s"][task] = float(np.median(rates[:, 1]))
+        result["blas_floor_steps_per_s"][task] = float(np.median(rates[:, 2]))
+        result["gde_over_floor"][task] = float(np.median(rates[:, 0] / rates[:, 2]))
+        result["gflop_per_gde_step"][task] = flops([p[0] for p in plan]) / 1e9
         obs = batches[0].obs[0].copy()
         n_calls = 2000
         calls = _median_rate(lambda: [agent.act(obs) for _ in range(n_calls)], seconds / 2)
         result["act_latency_us"][task] = 1e6 / (calls * n_calls)
-        products = gde_step_products(obs_dim, act_dim, batch=batch)
-        result["blas_floor_steps_per_s"][task] = blas_floor(products, seconds)
-        result["gde_over_floor"][task] = result["gde_steps_per_s"][task] / result["blas_floor_steps_per_s"][task]
-        result["gflop_per_gde_step"][task] = flops(products) / 1e9
         if progress:
             progress(task)
     threads, libs = blas_threads()
@@ -202,7 +257,7 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, progress=
                   threads=threads if threads is not None else os.cpu_count(), blas=libs,
                   machine={"cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                            "numpy": np.__version__, "numba": __import__("numba").__version__},
-                  batch=batch, hidden=[256, 256], seconds_per_measurement=seconds)
+                  batch=batch, hidden=[256, 256], seconds_per_measurement=seconds, rounds=rounds)
     return result
 
 

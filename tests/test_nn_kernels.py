@@ -114,14 +114,17 @@ def test_layer_output_is_view_at_activation_column(dtype):
 # ------------------------------------------------------------------------------------------------
 # dense layer and ReLU kernels
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dense_forward_matches_numpy(dtype):
-    """dense_forward writes x @ W + b into out (overwriting whatever was there)."""
+def test_dense_forward_matches_numpy(dtype, relu):
+    """dense_forward writes x @ W + b (then max(., 0) with relu) into out, overwriting what was there."""
     rng = np.random.default_rng(1)
     x, w, b = random(rng, (BATCH, 5), dtype), random(rng, (5, 7), dtype), random(rng, 7, dtype)
     out = np.full((BATCH, 7), 123.0, dtype)
-    kernels.dense_forward(x, w, b, out)
-    np.testing.assert_allclose(out, x @ w + b, **TOL[dtype])
+    kernels.dense_forward(x, w, b, out, relu)
+    want = np.maximum(x @ w + b, 0) if relu else x @ w + b
+    assert (want < 0).any() != relu, "the test data must contain negative pre-activations"
+    np.testing.assert_allclose(out, want, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -136,10 +139,11 @@ def test_dense_backward_params_matches_numpy(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dense_backward_input_matches_numpy(dtype):
-    """dense_backward_input writes delta @ W^T."""
+@pytest.mark.parametrize("n_out", [7, 1])
+def test_dense_backward_input_matches_numpy(dtype, n_out):
+    """dense_backward_input writes delta @ W^T (n_out = 1 takes the outer-product loop instead of BLAS)."""
     rng = np.random.default_rng(3)
-    delta, w = random(rng, (BATCH, 7), dtype), random(rng, (5, 7), dtype)
+    delta, w = random(rng, (BATCH, n_out), dtype), random(rng, (5, n_out), dtype)
     dx = np.full((BATCH, 5), 123.0, dtype)
     kernels.dense_backward_input(delta, w, dx)
     np.testing.assert_allclose(dx, delta @ w.T, **TOL[dtype])
@@ -173,7 +177,7 @@ def test_dense_kernels_gradients_match_central_differences():
     out = np.empty((BATCH, 7))
 
     def loss():
-        kernels.dense_forward(x, w, b, out)
+        kernels.dense_forward(x, w, b, out, False)
         return np.sum(c * out)
 
     d_w, d_b, d_x = np.empty_like(w), np.empty_like(b), np.empty_like(x)

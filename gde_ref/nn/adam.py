@@ -34,22 +34,34 @@ def adam_kernel(params, grads, m, v, t, lr, beta1, beta2, eps):
         m <- beta1 m + (1 - beta1) g
         v <- beta2 v + (1 - beta2) g^2
         params <- params - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    The scalars are first cast to the parameters' dtype, so that a float32 network is updated in
+    float32 arithmetic throughout (mixing in float64 scalars would convert every element and stop the
+    loop from vectorising); the bias corrections are computed in float64 before the cast.
     """
     t[0] += 1
-    bias1 = 1.0 - beta1 ** t[0]
-    bias2 = 1.0 - beta2 ** t[0]
+    c = np.empty(8, params.dtype)
+    c[0], c[1], c[2], c[3] = beta1, 1.0 - beta1, beta2, 1.0 - beta2
+    c[4], c[5] = 1.0 / (1.0 - beta1 ** t[0]), 1.0 / (1.0 - beta2 ** t[0])
+    c[6], c[7] = lr, eps
+    b1, one_minus_b1, b2, one_minus_b2, inv_bias1, inv_bias2, step, eps_ = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
     for i in range(params.shape[0]):
         g = grads[i]
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        params[i] -= lr * (m[i] / bias1) / (np.sqrt(v[i] / bias2) + eps)
+        m_i = b1 * m[i] + one_minus_b1 * g
+        v_i = b2 * v[i] + one_minus_b2 * g * g
+        m[i] = m_i
+        v[i] = v_i
+        params[i] -= step * (m_i * inv_bias1) / (np.sqrt(v_i * inv_bias2) + eps_)
 
 
 @kernel
 def polyak_kernel(target, source, polyak):
-    """target <- (1 - polyak) target + polyak source, in place (soft target update)."""
+    """target <- (1 - polyak) target + polyak source, in place (soft target update), in target's dtype."""
+    c = np.empty(2, target.dtype)
+    c[0], c[1] = 1.0 - polyak, polyak
+    keep, take = c[0], c[1]
     for i in range(target.shape[0]):
-        target[i] = (1.0 - polyak) * target[i] + polyak * source[i]
+        target[i] = keep * target[i] + take * source[i]
 
 
 def adam_step(params, grads, state, lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8):
