@@ -388,7 +388,7 @@ def test_zero_discount_makes_the_target_the_reward(name, next_value):
         taken = inputs["q_all"][np.arange(B), inputs["actions"]]
         expected = td_loss(taken, inputs["reward"])[0]
     assert loss == pytest.approx(expected, rel=1e-13)
-    assert other == loss
+    assert other == pytest.approx(loss, rel=1e-12)  # equal up to rounding (fastmath may contract differently)
 
 
 def test_cql_penalty_pushes_the_data_action_up_and_the_others_down():
