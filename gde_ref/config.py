@@ -44,3 +44,36 @@ class GDEConfig:
         if self.eval_period < 1 or self.eval_steps < 0 or self.n_step < 1 or self.buffer_size < 1:
             raise ValueError("eval_period, n_step and buffer_size must be >= 1 and eval_steps >= 0, got "
                              f"{self.eval_period}, {self.n_step}, {self.buffer_size}, {self.eval_steps}")
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Soft Actor-Critic (Haarnoja et al., 2018): the FromScratch baseline and the dataset-generating agent.
+
+    Defaults follow the SAC paper's Table 1 and the GDE paper's B.3 (target entropy -|A|).
+    """
+
+    discount: float = 0.99          # gamma; the replay buffer folds it into Batch.discounts
+    polyak: float = 0.005           # target-critic averaging rate (SAC's tau)
+    actor_lr: float = 3e-4          # Adam learning rate of the policy pi_phi
+    critic_lr: float = 3e-4         # Adam learning rate of Q1, Q2
+    alpha_lr: float = 3e-4          # Adam learning rate of log alpha (0: fixed temperature)
+    hidden: tuple = (256, 256)      # 2 hidden layers of 256 (paper B.3)
+    batch_size: int = 256
+    initial_alpha: float = 1.0      # alpha at the start, log alpha = 0 (the SAC authors' code and CleanRL)
+    target_entropy: float | None = None  # H_target of the temperature loss; None means -|A| (paper B.3)
+    log_std_min: float = -5.0       # the state-dependent log-std is squashed smoothly into
+    log_std_max: float = 2.0        #   [log_std_min, log_std_max] (bounded_log_std)
+    learning_starts: int = 5_000    # environment steps of uniform random actions before the first update
+
+    def __post_init__(self):
+        if not 0.0 <= self.discount <= 1.0 or not 0.0 <= self.polyak <= 1.0:
+            raise ValueError(f"discount and polyak must be in [0, 1], got {self.discount}, {self.polyak}")
+        if min(self.actor_lr, self.critic_lr, self.alpha_lr) < 0 or not self.initial_alpha > 0:
+            raise ValueError("learning rates must be >= 0 and initial_alpha > 0, got "
+                             f"{self.actor_lr}, {self.critic_lr}, {self.alpha_lr}, {self.initial_alpha}")
+        if not self.log_std_min < self.log_std_max:
+            raise ValueError(f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}")
+        if self.batch_size < 1 or self.learning_starts < 0:
+            raise ValueError(f"batch_size must be >= 1 and learning_starts >= 0, got "
+                             f"{self.batch_size}, {self.learning_starts}")
