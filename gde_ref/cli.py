@@ -13,6 +13,13 @@ def _bench(args):
     return 0
 
 
+def _datasets(args):
+    from gde_ref.data.datasets import format_datasets, list_datasets
+    rows = list_datasets()
+    print(json.dumps(rows, indent=2) if args.json else format_datasets(rows))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
@@ -22,6 +29,10 @@ def build_parser():
     bench.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
     bench.add_argument("--tasks", default="hopper,halfcheetah", help="comma-separated: hopper, halfcheetah")
     bench.set_defaults(run=_bench)
+    datasets = sub.add_parser("datasets", help="list the local offline datasets (Minari) with transitions, episodes "
+                              "and behaviour normalized score")
+    datasets.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    datasets.set_defaults(run=_datasets)
     return parser
 
 

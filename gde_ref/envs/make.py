@@ -1,0 +1,134 @@
+"""The MuJoCo locomotion tasks: env factory, D4RL reference returns, normalized score, dataset names.
+
+    env = make_env("hopper")                       # Gymnasium Hopper-v5, 1000-step time limit
+    normalized_score("hopper", 1600.0)             # 49.8: D4RL's 100 (R - R_min) / (R_max - R_min)
+    parse_dataset_name("walker2d-medium-replay")   # ("walker2d", "medium-replay")
+
+Gymnasium is imported only when an env is made, so importing this module is cheap.
+"""
+import contextlib
+import warnings
+
+import numpy as np
+
+ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+TASKS = tuple(ENV_IDS)
+MAX_EPISODE_STEPS = 1000  # D4RL's episode cap for the locomotion tasks
+
+# D4RL's reference returns (R_min: random policy, R_max: expert SAC), from d4rl/infos.py. They were
+# measured on the older mujoco-py envs (Hopper-v3 ...), so normalized scores on the Gymnasium v5 envs
+# used here are approximate: comparable in scale with published numbers, not to the decimal.
+REF_SCORES = {
+    "hopper": (-20.272305, 3234.3),
+    "halfcheetah": (-280.178953, 12135.0),
+    "walker2d": (1.629008, 4592.3),
+}
+
+# D4RL's dataset kinds (how the behaviour policy was obtained, see gde_ref/data/generate.py).
+DATASET_KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
+DATASET_NAMES = tuple(f"{task}-{kind}" for task in TASKS for kind in DATASET_KINDS)
+
+
+def check_task(task):
+    """Return ``task`` if it is one of TASKS, else raise a ValueError listing them."""
+    if task not in ENV_IDS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return task
+
+
+def env_name(env_id):
+    """A Gymnasium id without namespace or version, lower case: ``"gymnasium/Walker2d-v4"`` -> ``"walker2d"``."""
+    return str(env_id).split("/")[-1].split(":")[-1].split("-v")[0].lower()
+
+
+def task_of_env_id(env_id):
+    """The task of a Gymnasium env id of any version (``"Walker2d-v4"`` -> ``"walker2d"``), or None."""
+    name = env_name(env_id)
+    return name if name in ENV_IDS else None
+
+
+@contextlib.contextmanager
+def quiet_mujoco_warnings():
+    """Silence exactly MuJoCo's ``settotalmass`` deprecation warning while models are compiled.
+
+    MuJoCo 4 warns that the ``settotalmass`` compiler attribute (used by Gymnasium's half_cheetah.xml)
+    is deprecated; its default handler prints to stderr *and* appends to ``MUJOCO_LOG.TXT`` in the
+    working directory. Inside this block a handler drops that one message and turns any other MuJoCo
+    warning into a Python ``RuntimeWarning``; the previous handler is restored afterwards.
+    """
+    try:
+        import mujoco
+    except ImportError:  # no MuJoCo: nothing to silence
+        yield
+        return
+
+    def handler(message):
+        if "settotalmass" not in message:
+            warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def make_env(task, max_episode_steps=MAX_EPISODE_STEPS, **kwargs):
+    """A Gymnasium env for a locomotion task (``hopper``, ``halfcheetah``, ``walker2d``).
+
+    The v5 envs with their default options and a ``max_episode_steps`` time limit (a truncation, not a
+    terminal). Extra keyword arguments go to ``gymnasium.make``. Seed it at the first reset:
+    ``env.reset(seed=s)`` (and ``env.action_space.seed(s)`` for random actions).
+    """
+    import gymnasium as gym
+
+    with quiet_mujoco_warnings():
+        return gym.make(ENV_IDS[check_task(task)], max_episode_steps=max_episode_steps, **kwargs)
+
+
+def env_spaces(env):
+    """(observation space, action space, env id or None) of a task name, a Gymnasium id or an env."""
+    if isinstance(env, str):
+        import gymnasium as gym
+        try:
+            with quiet_mujoco_warnings():
+                made = make_env(env) if env in ENV_IDS else gym.make(env)
+        except gym.error.Error as e:
+            raise ValueError(f"unknown env {env!r} ({e}); pass a task ({', '.join(TASKS)}) or a Gymnasium id") from e
+        made.close()  # its spaces stay valid
+        env = made
+    return env.observation_space, env.action_space, getattr(getattr(env, "spec", None), "id", None)
+
+
+def normalize_return(returns, ref_min_score, ref_max_score):
+    """D4RL normalized score 100 (R - R_min) / (R_max - R_min) for given reference returns.
+
+    ``returns``: a number or an array of undiscounted episode returns; the result has its shape.
+    0 is the random policy's level, 100 the expert's.
+    """
+    if not np.isfinite(ref_min_score) or not np.isfinite(ref_max_score) or ref_max_score <= ref_min_score:
+        raise ValueError(f"reference returns must be finite with R_max > R_min, got R_min={ref_min_score}, "
+                         f"R_max={ref_max_score}")
+    score = 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min_score) / (ref_max_score - ref_min_score)
+    return float(score) if score.ndim == 0 else score
+
+
+def normalized_score(task, returns):
+    """D4RL normalized score of episode returns on a task, with D4RL's reference returns (REF_SCORES).
+
+    Approximate on the v5 envs (see REF_SCORES)."""
+    return normalize_return(returns, *REF_SCORES[check_task(task)])
+
+
+def parse_dataset_name(name):
+    """Split a D4RL-style dataset name ``{task}-{kind}`` into ``(task, kind)``.
+
+    ``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``. Raises a ValueError listing the valid
+    names for anything else (also for D4RL's versioned names such as ``hopper-medium-v2``).
+    """
+    task, _, kind = str(name).partition("-")
+    if task not in ENV_IDS or kind not in DATASET_KINDS:
+        raise ValueError(f"unknown dataset name {name!r}; valid names are {{{','.join(TASKS)}}}-"
+                         f"{{{','.join(DATASET_KINDS)}}}, e.g. hopper-medium or walker2d-medium-replay")
+    return task, kind
