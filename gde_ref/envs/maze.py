@@ -74,6 +74,10 @@ class ToyMaze(gym.Env):
         for char in "SLR":
             if len(find_cells(layout, char)) != 1:
                 raise ValueError(f"maze layout needs exactly one '{char}' cell")
+        border = layout[0] + layout[-1] + "".join(row[0] + row[-1] for row in layout)
+        if set(border) != {"#"}:
+            raise ValueError("maze layout must be enclosed by walls: make its first and last rows and "
+                             "columns all '#'")
         self.layout = tuple(layout)
         self.height, self.width = len(layout), len(layout[0])
         self.cells = [(r, c) for r in range(self.height) for c in range(self.width) if layout[r][c] != "#"]
