@@ -1,0 +1,124 @@
+"""Fine-tuning learners for discrete actions (the toy maze), for the shared loop ``finetune.loop``.
+
+* ``QFinetuner``: CQL (alpha > 0) or DQN (alpha = 0) fine-tuned from an offline Q-network, acting
+  epsilon-greedily: the paper's Fig. 2 baselines.
+* ``DiscreteGDE``: GDE with a CQL backbone (paper Section 4.2.3 with Section 5.4's CQL backbone):
+    - critic: the backbone's loss, CQL (TD + alpha * penalty), on online samples;
+    - exploitation policy pi_e: the critic's greedy policy;
+    - exploration policy pi_b: a categorical actor softmax(f_mu(s)), trained with Eq. 5,
+      -E_{a ~ pi_b}[Q(s, a)] + rho KL(pi_t || pi_b), the expectation over the 4 actions exact;
+    - teacher pi_t: a snapshot of the critic, as the distribution softmax(Q_snapshot(s)) (temperature 1).
+      A softmax, not the greedy one-hot, because the KL to a one-hot teacher is infinite unless pi_b is
+      one-hot too; and it is the family pi_b starts in: f_mu is initialised as a copy of the offline
+      critic, so at the start pi_b = pi_t and the KL is 0 (Algorithm 1: all three from the offline agent).
+    - every F steps the loop's evaluation stage scores pi_e; if it beats the teacher's score, the
+      teacher becomes the current critic; rho decays linearly from its initial value to 0.
+"""
+import numpy as np
+
+from gde_ref.agents.dqn import QAgent, greedy_action_kernel
+from gde_ref.losses.equations import gde_exploration_loss_discrete_kernel
+from gde_ref.nn import AdamState
+from gde_ref.nn.bundle import frozen_net, net_adam, net_backward, net_forward, trained_net
+from gde_ref.nn.checks import check_range
+from gde_ref.nn.kernels import kernel, mlp_forward_single
+
+
+@kernel
+def categorical_exploration_kernel(explore, critic, teacher, obs, kl_weight, lr):
+    """Eq. 5 for a categorical exploration policy: one Adam step of f_mu. Returns the loss."""
+    q_all = net_forward(critic, obs).copy()
+    logits_t = net_forward(teacher, obs).copy()
+    logits_b = net_forward(explore, obs)
+    d_logits = np.empty_like(logits_b)
+    loss = gde_exploration_loss_discrete_kernel(q_all, logits_b, logits_t, kl_weight, d_logits)
+    net_backward(explore, obs, d_logits, True, False)
+    net_adam(explore, lr)
+    return loss
+
+
+@kernel
+def sample_softmax_kernel(params, layout, obs, hidden, uniform):
+    """Sample an action from softmax(f(obs)) by inverse CDF with one uniform number."""
+    logits = mlp_forward_single(params, layout, obs, hidden)
+    top = logits.max()
+    total = 0.0
+    for a in range(logits.shape[0]):
+        total += np.exp(logits[a] - top)
+    cumulative, target = 0.0, uniform * total
+    for a in range(logits.shape[0]):
+        cumulative += np.exp(logits[a] - top)
+        if target < cumulative:
+            return a
+    return logits.shape[0] - 1
+
+
+class QFinetuner:
+    """CQL / DQN fine-tuning of an offline QAgent with epsilon-greedy data collection."""
+
+    def __init__(self, agent: QAgent, epsilon=0.1):
+        self.agent, self.epsilon = agent, float(check_range("epsilon", epsilon, 0.0, 1.0))
+
+    def explore_action(self, obs, rng):
+        return self.agent.act(obs, rng, self.epsilon)
+
+    def exploit_action(self, obs):
+        return self.agent.greedy(obs)
+
+    def update(self, batch, progress):
+        return self.agent.update(batch)
+
+    def after_evaluation(self, score, env_step):
+        return {}
+
+
+class DiscreteGDE:
+    """GDE on a discrete CQL backbone; see the module docstring. ``kl_weight`` is rho's initial value."""
+
+    def __init__(self, critic: QAgent, kl_weight=0.3, exploration_lr=1e-3):
+        self.critic = critic
+        self.kl_weight0 = float(check_range("kl_weight (rho)", kl_weight, 0.0))
+        self.exploration_lr = float(exploration_lr)
+        self.explore = critic.q.copy()                       # f_mu <- offline critic
+        self.explore_adam = AdamState(self.explore.n_params)
+        self.teacher = critic.q.params.copy()                # teacher snapshot
+        self.teacher_score = -np.inf
+        self.kl_weight = self.kl_weight0
+        self.swaps = 0
+        self._hidden = np.zeros(int(self.explore.layout[:, 1].sum()), np.float32)
+        self._bundles = {}
+
+    def _bundle(self, b):
+        if b not in self._bundles:
+            self._bundles[b] = (trained_net(self.explore, self.explore_adam, b),
+                                frozen_net(self.critic.q.params, self.critic.q, b),
+                                frozen_net(self.teacher, self.critic.q, b))
+        return self._bundles[b]
+
+    def explore_action(self, obs, rng):
+        return int(sample_softmax_kernel(self.explore.params, self.explore.layout, obs, self._hidden, rng.random()))
+
+    def exploit_action(self, obs):
+        return self.critic.greedy(obs)
+
+    def update(self, batch, progress):
+        """Critic by CQL, then the exploration policy by Eq. 5 with rho = rho_0 (1 - progress)."""
+        stats = self.critic.update(batch)
+        self.kl_weight = self.kl_weight0 * (1.0 - progress)
+        explore, critic, teacher = self._bundle(batch.obs.shape[0])
+        stats["explore_loss"] = categorical_exploration_kernel(explore, critic, teacher, batch.obs,
+                                                               self.kl_weight, self.exploration_lr)
+        return stats
+
+    def after_evaluation(self, score, env_step):
+        """Algorithm 1: the teacher becomes the exploitation policy if that one scores higher."""
+        swapped = score > self.teacher_score
+        if swapped:
+            self.teacher[:] = self.critic.q.params
+            self.teacher_score = score
+            self.swaps += 1
+        return {"teacher_score": self.teacher_score, "teacher_swapped": int(swapped), "kl_weight": self.kl_weight}
+
+    def greedy_exploration(self, obs):
+        """The exploration policy's most likely action (for inspection)."""
+        return int(greedy_action_kernel(self.explore.params, self.explore.layout, obs, self._hidden))
