@@ -54,6 +54,8 @@ def check_discrete_batch(name, batch, obs_dim, n_actions, dtype=np.float32):
         raise TypeError(f"{name} expects a gde_ref.data.Batch, got {type(batch).__name__}")
     obs = check_array(f"{name} batch.obs", batch.obs, ndim=2, dtype=dtype, shape=(None, obs_dim))
     n = obs.shape[0]
+    if n == 0:
+        raise ValueError(f"{name}: the batch is empty; sample at least one transition")
     actions = np.ascontiguousarray(batch.actions)
     if actions.shape != (n,) or not np.issubdtype(actions.dtype, np.integer):
         raise ValueError(f"{name} batch.actions must be ({n},) integers, got {actions.shape} {actions.dtype}")

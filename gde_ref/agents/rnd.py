@@ -4,17 +4,18 @@ A frozen, randomly initialised target network f maps observations to features; a
 trained to match it on visited observations. The intrinsic reward of an observation is the error
 ||f_hat(s) - f(s)||^2: large where the agent has rarely been. Observations are normalised by a running
 mean/std and clipped to [-5, 5] before both networks; the intrinsic rewards are divided by a running
-std of themselves so their scale stays near 1 while the predictor learns.
+root-mean-square of themselves so their scale stays near 1 while the predictor learns.
 
 Deviation: Burda et al. normalise by a running std of the discounted intrinsic *return* of the
 on-policy rollouts; with an off-policy replay buffer the bonus is computed on each sampled batch, so
-the running std of the batch bonuses is used instead.
+the running RMS of the batch bonuses is used instead.
 """
 import numpy as np
 
 from gde_ref.losses.baselines import rnd_loss_kernel
 from gde_ref.nn import MLP, AdamState
 from gde_ref.nn.bundle import frozen_net, net_adam, net_backward, net_forward, trained_net
+from gde_ref.nn.checks import check_array
 from gde_ref.nn.kernels import kernel
 
 OBS_CLIP = 5.0
@@ -60,6 +61,7 @@ class RND:
 
     def bonus_and_update(self, obs):
         """Normalised intrinsic rewards (B,) of ``obs`` (B, obs_dim) float32, then one predictor step."""
+        obs = check_array("RND observations", obs, ndim=2, dtype=np.float32, shape=(None, self.obs_mean.size))
         b = obs.shape[0]
         if b not in self._bundles:
             self._bundles[b] = (trained_net(self.predictor, self.adam, b), frozen_net(self.target.params, self.target, b),

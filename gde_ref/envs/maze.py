@@ -153,8 +153,7 @@ def draw_visitation(ax, env, counts, title=None, cmap="viridis"):
     import matplotlib.colors as mcolors
 
     masked = np.ma.masked_where(np.array([[ch == "#" for ch in row] for row in env.layout]), counts + 1.0)
-    cm = mcolors.ListedColormap(__import__("matplotlib").colormaps[cmap](np.linspace(0, 1, 256)))
-    cm.set_bad("black")
+    cm = __import__("matplotlib").colormaps[cmap].with_extremes(bad="black")
     image = ax.imshow(masked, cmap=cm, norm=mcolors.LogNorm(vmin=1.0, vmax=max(2.0, masked.max())))
     for (r, c), name in env.goals.items():
         ax.text(c, r, "L" if name == "left" else "R", ha="center", va="center", color="white", fontweight="bold")
