@@ -36,7 +36,8 @@ def envs(limit=50):
 
 
 def test_evaluation_steps_count_in_the_budget():
-    """Exploration + evaluation steps add up to exactly the budget; a stage every F exploration steps."""
+    """Exploration + evaluation steps add up to exactly the budget; a first stage at step 0 (it scores the
+    offline policy), then one every F exploration steps."""
     learner = CountingLearner()
     buffer = ReplayBuffer(10_000, ToyMaze().obs_dim, None)
     cfg = LoopConfig(total_steps=1000, eval_period=200, eval_steps=50, batch_size=8, learning_starts=10)
@@ -44,9 +45,10 @@ def test_evaluation_steps_count_in_the_budget():
     n_eval = len(rows)
     assert learner.explore_calls + 50 * n_eval == 1000
     assert buffer.total_added == 1000, "every step, evaluation stages included, is stored"
-    assert [r["env_step"] for r in rows] == [250 * (k + 1) for k in range(n_eval)]
-    assert n_eval == 4  # stages end at 250, 500, 750 and 1000: the last one starts at 950 and fills the budget
-    assert len(learner.evaluations) == n_eval and rows[0]["teacher_swapped"] == 0 and rows[0]["loss"] == 0.5
+    assert [r["env_step"] for r in rows] == [50 + 250 * k for k in range(n_eval)]
+    assert n_eval == 4  # stages end at 50, 300, 550 and 800; the budget ends after 200 more exploration steps
+    assert len(learner.evaluations) == n_eval and rows[0]["teacher_swapped"] == 0
+    assert "loss" not in rows[0] and rows[1]["loss"] == 0.5, "the first stage precedes every update"
 
 
 def test_updates_start_after_learning_starts_and_progress_is_monotone():
@@ -54,7 +56,8 @@ def test_updates_start_after_learning_starts_and_progress_is_monotone():
     buffer = ReplayBuffer(10_000, ToyMaze().obs_dim, None)
     cfg = LoopConfig(total_steps=300, eval_period=100, eval_steps=20, batch_size=8, learning_starts=40)
     run_online(*envs(), learner, buffer, cfg, np.random.default_rng(0))
-    assert learner.updates == learner.explore_calls - 39
+    # the first stage stores 20 transitions, so updates start at the 20th exploration step (buffer = 40)
+    assert learner.updates == learner.explore_calls - 19
     assert np.all(np.diff(learner.progress) >= 0) and 0 < learner.progress[0] and learner.progress[-1] <= 1
 
 

@@ -1,5 +1,6 @@
 """The one online interaction loop, shared by every fine-tuning method (maze and MuJoCo alike).
 
+    evaluation stage at step 0: scores the offline exploitation policy (GDE: the teacher's score)
     while env_step < total_steps:
         act with the data-collecting policy, store the transition, update the learner
         every eval_period (F) steps: the evaluation stage
@@ -70,21 +71,10 @@ def run_online(env, eval_env, learner, buffer, config, rng, seed=0, on_step=None
     on_log(row): called with every log row. progress: a tqdm-like object with update(n) and set_postfix.
     """
     obs, _ = env.reset(seed=seed)
-    env_step, next_eval, rows, stats, n_evals = 0, config.eval_period, [], {}, 0
+    env_step, rows, stats, n_evals = 0, [], {}, 0
+    next_eval = 0  # the first stage scores the offline policy before any update
     while env_step < config.total_steps:
-        action = learner.explore_action(obs, rng)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        buffer.add(obs, action, reward, next_obs, terminated, truncated)
-        if on_step is not None:
-            on_step("explore", obs, action, reward, next_obs, info)
-        obs = next_obs if not (terminated or truncated) else env.reset()[0]
-        env_step += 1
-        if progress is not None:
-            progress.update(1)
-        if len(buffer) >= max(config.learning_starts, 1):
-            for _ in range(config.updates_per_step):
-                stats = learner.update(buffer.sample(config.batch_size, rng), min(env_step / config.total_steps, 1.0))
-        if env_step >= next_eval and env_step < config.total_steps:
+        if env_step >= next_eval:
             steps = min(config.eval_steps, config.total_steps - env_step)
             score, _ = evaluation_stage(eval_env, learner.exploit_action, steps, buffer, seed + 1000 + n_evals,
                                         on_step)
@@ -99,6 +89,19 @@ def run_online(env, eval_env, learner, buffer, config, rng, seed=0, on_step=None
             rows.append(row)
             if on_log is not None:
                 on_log(row)
+            continue
+        action = learner.explore_action(obs, rng)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        if on_step is not None:
+            on_step("explore", obs, action, reward, next_obs, info)
+        obs = next_obs if not (terminated or truncated) else env.reset()[0]
+        env_step += 1
+        if progress is not None:
+            progress.update(1)
+        if len(buffer) >= max(config.learning_starts, 1):
+            for _ in range(config.updates_per_step):
+                stats = learner.update(buffer.sample(config.batch_size, rng), min(env_step / config.total_steps, 1.0))
     return rows
 
 
