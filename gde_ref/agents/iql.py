@@ -209,6 +209,24 @@ class IQLAgent:
         noise = rng.standard_normal(self.act_dim).astype(self.dtype)
         return np.clip(self._action + temperature * np.exp(self.log_std()) * noise, -1.0, 1.0)
 
+    NETWORKS = ("q1", "q2", "value", "actor")
+
+    def state_arrays(self):
+        """Every parameter vector (networks and targets) by name, for a checkpoint."""
+        out = {name: getattr(self, name).params for name in self.NETWORKS}
+        out.update(q1_target=self.q1_target, q2_target=self.q2_target)
+        return out
+
+    def load_state_arrays(self, arrays):
+        """Copy parameter vectors saved by ``state_arrays`` into this agent (same sizes required)."""
+        for name in self.NETWORKS + ("q1_target", "q2_target"):
+            target = getattr(self, name).params if name in self.NETWORKS else getattr(self, name)
+            if name not in arrays or arrays[name].shape != target.shape:
+                got = arrays[name].shape if name in arrays else "nothing"
+                raise ValueError(f"checkpoint's {name} has {got}, this agent needs {target.shape}: it was saved "
+                                 "for other observation/action sizes or hidden layers")
+            target[:] = arrays[name]
+
     def q_values(self, obs, actions):
         """min(Q1, Q2)(s, a) for a batch, with the current critics (no gradient)."""
         obs = check_array("q_values obs", obs, ndim=2, dtype=self.dtype, shape=(None, self.obs_dim))
