@@ -4,6 +4,9 @@ Measures on the current machine, for hopper (obs 11, act 3) and halfcheetah (obs
 dimensions, batch 256 and 2x256 MLPs:
 
 * ``gde_steps_per_s`` / ``iql_steps_per_s``: full update steps (``GDELearner.update``, ``IQLAgent.update``);
+* ``sac_steps_per_s``: SAC update steps (``SACAgent.update``, noise drawn included);
+* ``iql_pretrain_steps_per_s``: IQL pretraining steps as ``gde-ref pretrain`` runs them (a batch drawn
+  from the dataset arrays, then ``IQLAgent.update`` with the cosine actor learning rate);
 * ``act_latency_us``: one ``IQLAgent.act(obs)`` call (single observation, deterministic mean action);
 * ``blas_floor_steps_per_s``: exactly the GDE step's BLAS matrix products (``step_plan``), run one
   after the other through NumPy's BLAS at the same shapes, each on an array standing for the one the
@@ -173,6 +176,29 @@ def _make(obs_dim, act_dim, seed=0):
     return agent, GDELearner(agent)
 
 
+def _sac_rate(obs_dim, act_dim, batches, seconds):
+    """SAC update steps per second (2x256, the same batches)."""
+    from gde_ref.agents.sac import SACAgent
+    agent, rng = SACAgent(obs_dim, act_dim, seed=0), np.random.default_rng(0)
+    it = iter(range(1 << 62))
+    return _median_rate(lambda: agent.update(batches[next(it) % len(batches)], rng), seconds)
+
+
+def _pretrain_rate(obs_dim, act_dim, batch, seconds, n=100_000):
+    """IQL pretraining steps per second: sampling from 100k stored transitions plus the update."""
+    from gde_ref.data.prepare import ObsNormalizer, TrainingArrays
+    from gde_ref.experiments.pretrain import cosine_lr
+    rng = np.random.default_rng(2)
+    f32 = np.float32
+    arrays = TrainingArrays(rng.standard_normal((n, obs_dim), dtype=f32), np.tanh(rng.standard_normal((n, act_dim), dtype=f32)),
+                            rng.standard_normal(n, dtype=f32), np.full(n, 0.99, f32), rng.standard_normal((n, obs_dim), dtype=f32),
+                            ObsNormalizer.identity(obs_dim), 1.0)
+    agent = IQLAgent(obs_dim, act_dim, IQLConfig(), seed=0)
+    step = iter(range(1 << 62))
+    return _median_rate(lambda: agent.update(arrays.batch(rng, batch), actor_lr=cosine_lr(3e-4, next(step), 10**6)),
+                        seconds)
+
+
 def blas_threads():
     """BLAS threads (threadpoolctl's view of the loaded BLAS libraries), and the libraries."""
     try:
@@ -226,7 +252,7 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
     """
     compile_s, cached = compile_time()
     keys = ("gde_steps_per_s", "iql_steps_per_s", "act_latency_us", "blas_floor_steps_per_s", "gde_over_floor",
-            "gflop_per_gde_step")
+            "gflop_per_gde_step", "sac_steps_per_s", "iql_pretrain_steps_per_s")
     result = {k: {} for k in keys}
     for task in tasks:
         obs_dim, act_dim = TASK_DIMS[task]
@@ -245,6 +271,8 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
         result["blas_floor_steps_per_s"][task] = float(np.median(rates[:, 2]))
         result["gde_over_floor"][task] = float(np.median(rates[:, 0] / rates[:, 2]))
         result["gflop_per_gde_step"][task] = flops([p[0] for p in plan]) / 1e9
+        result["sac_steps_per_s"][task] = _sac_rate(obs_dim, act_dim, batches, seconds / 2)
+        result["iql_pretrain_steps_per_s"][task] = _pretrain_rate(obs_dim, act_dim, batch, seconds / 2)
         obs = batches[0].obs[0].copy()
         n_calls = 2000
         calls = _median_rate(lambda: [agent.act(obs) for _ in range(n_calls)], seconds / 2)
@@ -265,6 +293,8 @@ def format_table(r):
     """The benchmark as a small text table."""
     rows = [("GDE update steps/s", "gde_steps_per_s", "{:.0f}"), ("IQL update steps/s", "iql_steps_per_s", "{:.0f}"),
             ("BLAS floor steps/s", "blas_floor_steps_per_s", "{:.0f}"), ("GDE / floor", "gde_over_floor", "{:.2f}"),
+            ("SAC update steps/s", "sac_steps_per_s", "{:.0f}"),
+            ("IQL pretrain steps/s", "iql_pretrain_steps_per_s", "{:.0f}"),
             ("act latency (us)", "act_latency_us", "{:.2f}"), ("GFLOP per GDE step", "gflop_per_gde_step", "{:.3f}")]
     tasks = list(r["gde_steps_per_s"])
     lines = [f"{'':24s}" + "".join(f"{t:>14s}" for t in tasks)]
