@@ -187,7 +187,7 @@ def _sac_rate(obs_dim, act_dim, batches, seconds):
 def _pretrain_rate(obs_dim, act_dim, batch, seconds, n=100_000):
     """IQL pretraining steps per second: sampling from 100k stored transitions plus the update."""
     from gde_ref.data.prepare import ObsNormalizer, TrainingArrays
-    from gde_ref.experiments.pretrain import cosine_lr
+    from gde_ref.agents.iql import cosine_lr
     rng = np.random.default_rng(2)
     f32 = np.float32
     arrays = TrainingArrays(rng.standard_normal((n, obs_dim), dtype=f32), np.tanh(rng.standard_normal((n, act_dim), dtype=f32)),

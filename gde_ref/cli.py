@@ -20,6 +20,27 @@ def _datasets(args):
     return 0
 
 
+def _make_dataset(args):
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS Numba's kernels call: load it so the limit below applies
+    from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    from gde_ref.data.generate import make_dataset, planned_steps
+    bar = tqdm(total=planned_steps(args.name, args.size, args.preset), unit="step", desc=args.name,
+               disable=args.json, file=sys.stderr, mininterval=1.0)
+    with bar, threadpool_limits(1, "blas"):  # small networks: one BLAS thread is faster on a shared machine
+        did, info = make_dataset(args.name, args.size, args.seed, args.preset, progress=bar.update,
+                                 policy_out=args.save_policy, log=None if args.json else bar.write)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{did}: {info['transitions']} transitions, {info['episodes']} episodes, behaviour normalized score "
+              f"{info['behaviour_score']:.1f} in {info['seconds']:.0f} s")
+        if "warning" in info:
+            print(f"WARNING: {info['warning']}", file=sys.stderr)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
@@ -33,6 +54,18 @@ def build_parser():
                               "and behaviour normalized score")
     datasets.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     datasets.set_defaults(run=_datasets)
+    make = sub.add_parser("make-dataset", help="generate a D4RL-protocol dataset (SAC behaviour policies) and save "
+                          "it as a local Minari dataset")
+    make.add_argument("name", metavar="NAME", help="{hopper,halfcheetah,walker2d}-{random,medium,medium-replay,"
+                      "expert,medium-expert}")
+    make.add_argument("--size", type=int, default=None, help="transitions per behaviour policy (default: the preset's)")
+    make.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
+                      help="budgets: quick (CI, seconds), laptop (default), paper (1M transitions)")
+    make.add_argument("--seed", type=int, default=0, help="seed of SAC and of the rollouts (default 0)")
+    make.add_argument("--save-policy", metavar="DIR", default=None,
+                      help="also save the behaviour policies trained here as DIR/{task}-{kind}.npz")
+    make.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
+    make.set_defaults(run=_make_dataset)
     return parser
 
 
@@ -46,6 +79,14 @@ def main(argv=None):
             parser.error(f"unknown task(s) {unknown} for --tasks; choose from {sorted(TASK_DIMS)}")
         if args.seconds <= 0:
             parser.error("--seconds must be > 0")
+    if args.command == "make-dataset":
+        from gde_ref.envs.make import parse_dataset_name
+        try:
+            parse_dataset_name(args.name)
+        except ValueError as e:
+            parser.error(str(e))
+        if args.size is not None and args.size < 1:
+            parser.error("--size must be >= 1")
     return args.run(args)
 
 

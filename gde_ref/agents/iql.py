@@ -13,6 +13,8 @@ V, so the order of steps 2 and 3 does not change the result.
 The actor is a tanh-mean Gaussian with a state-independent log-std stored at the end of the actor's
 parameter vector (``MLP(..., extra=act_dim)``), clipped to [log_std_min, log_std_max].
 """
+import math
+
 import numpy as np
 
 from gde_ref.config import IQLConfig
@@ -25,6 +27,11 @@ from gde_ref.nn.checks import check_array
 from gde_ref.nn.distributions import (clip_log_std_kernel, gaussian_log_prob_kernel, tanh_mean_backward_kernel,
                                       tanh_mean_kernel)
 from gde_ref.nn.kernels import kernel, mlp_forward_single
+
+def cosine_lr(lr, step, total):
+    """IQL's actor learning-rate schedule: lr (1 + cos(pi step / total)) / 2, from lr at step 0 to 0."""
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
 
 STAT_NAMES = ("value_loss", "critic_loss", "actor_loss", "q_mean", "v_mean", "advantage_mean")
 

@@ -9,13 +9,12 @@
 """
 import csv
 import dataclasses
-import math
 import os
 import time
 
 import numpy as np
 
-from gde_ref.agents.iql import IQLAgent
+from gde_ref.agents.iql import IQLAgent, cosine_lr
 from gde_ref.checkpoint import load_npz, save_npz, write_json
 from gde_ref.config import IQLConfig
 from gde_ref.data.datasets import load_dataset
@@ -28,11 +27,6 @@ PRESETS = {  # budgets: gradient steps, evaluation period, evaluation episodes
     "paper": {"steps": 1_000_000, "eval_every": 50_000, "eval_episodes": 10},
 }
 FORMAT = "gde_ref/iql-offline-v1"
-
-
-def cosine_lr(lr, step, total):
-    """lr * (1 + cos(pi * step / total)) / 2: from lr at step 0 to 0 at the end (IQL's actor schedule)."""
-    return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
 def evaluate(agent, normalizer, env, episodes, seed):
