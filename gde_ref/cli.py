@@ -1,6 +1,7 @@
 """The ``gde-ref`` command: one entry point with a subcommand per job."""
 import argparse
 import json
+import os
 import sys
 
 
@@ -41,6 +42,28 @@ def _make_dataset(args):
     return 0
 
 
+def _pretrain(args):
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS Numba's kernels call: load it so a limit applies
+    from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    from gde_ref.experiments.pretrain import PRESETS, pretrain
+    preset = PRESETS[args.preset]
+    steps = args.steps or preset["steps"]
+    bar = tqdm(total=steps, unit="step", desc=f"IQL {args.dataset}", disable=args.json, file=sys.stderr,
+               mininterval=1.0)
+    with bar, threadpool_limits(args.blas_threads, "blas"):
+        summary = pretrain(args.dataset, args.out, steps, seed=args.seed,
+                           eval_every=min(preset["eval_every"], steps), eval_episodes=preset["eval_episodes"],
+                           progress=bar, command=" ".join(["gde-ref"] + sys.argv[1:]))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.dataset}: normalized score {summary['normalized_score']:.1f} (return {summary['return']:.0f}) "
+              f"after {summary['steps']} steps; wrote {args.out}/offline.npz and summary.json")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
@@ -66,6 +89,17 @@ def build_parser():
                       help="also save the behaviour policies trained here as DIR/{task}-{kind}.npz")
     make.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     make.set_defaults(run=_make_dataset)
+    pre = sub.add_parser("pretrain", help="train IQL offline on a dataset (writes DIR/offline.npz, summary.json)")
+    pre.add_argument("--dataset", required=True, help="a dataset name (hopper-medium) or any local Minari id")
+    pre.add_argument("--steps", type=int, default=None, help="gradient steps (default: the preset's)")
+    pre.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
+                     help="budgets: quick 2k steps, laptop 100k (default), paper 1M")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    pre.add_argument("--blas-threads", type=int, default=os.cpu_count() or 1,
+                     help="BLAS threads (default: all cores; use 1 when running several processes at once)")
+    pre.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
+    pre.set_defaults(run=_pretrain)
     return parser
 
 
@@ -87,7 +121,13 @@ def main(argv=None):
             parser.error(str(e))
         if args.size is not None and args.size < 1:
             parser.error("--size must be >= 1")
-    return args.run(args)
+    if args.command == "pretrain" and ((args.steps is not None and args.steps < 1) or args.blas_threads < 1):
+        parser.error("--steps and --blas-threads must be >= 1")
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: one clear line, no traceback
+        print(f"gde-ref {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

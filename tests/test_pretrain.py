@@ -85,3 +85,14 @@ def test_pretrain_recovers_the_behaviour_policy(tmp_path, monkeypatch):
     error = np.abs(predicted - behaviour(obs[::5])).mean()
     baseline = np.abs(behaviour(obs[::5])).mean()   # the error of always predicting 0
     assert error < 0.35 * baseline, (error, baseline)
+
+
+def test_cli_reports_a_missing_dataset(tmp_path, monkeypatch, capsys):
+    """gde-ref pretrain on a dataset that does not exist: exit code 2 and one line saying how to make it."""
+    from gde_ref.cli import main
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
+    code = main(["pretrain", "--dataset", "hopper-medium", "--out", str(tmp_path / "run"), "--preset", "quick",
+                 "--json"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no local dataset" in err and "gde-ref make-dataset" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists(), "nothing written for a failed run"
