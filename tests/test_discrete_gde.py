@@ -27,8 +27,8 @@ def test_three_policies_start_from_the_offline_critic():
 def test_teacher_swaps_only_on_a_better_evaluation():
     critic = QAgent(OBS, K, hidden=(8, 8), cql_alpha=3.0, seed=0)
     gde = DiscreteGDE(critic)
-    first = gde.after_evaluation(-50.0, 100)
-    assert first["teacher_swapped"] == 1 and gde.teacher_score == -50.0
+    first = gde.after_evaluation(-50.0, 100)   # step 0: the offline teacher's own score, not a swap
+    assert first["teacher_swapped"] == 0 and gde.teacher_score == -50.0 and gde.swaps == 0
     rng = np.random.default_rng(0)
     for _ in range(5):
         gde.update(batch(rng), 0.1)           # the critic moves away from the teacher
@@ -36,7 +36,7 @@ def test_teacher_swaps_only_on_a_better_evaluation():
     worse = gde.after_evaluation(-60.0, 200)
     assert worse["teacher_swapped"] == 0 and np.array_equal(gde.teacher, before)
     better = gde.after_evaluation(-40.0, 300)
-    assert better["teacher_swapped"] == 1 and np.array_equal(gde.teacher, critic.q.params) and gde.swaps == 2
+    assert better["teacher_swapped"] == 1 and np.array_equal(gde.teacher, critic.q.params) and gde.swaps == 1
 
 
 def test_kl_weight_decays_linearly_to_zero():

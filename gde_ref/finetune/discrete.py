@@ -111,7 +111,12 @@ class DiscreteGDE:
         return stats
 
     def after_evaluation(self, score, env_step):
-        """Algorithm 1: the teacher becomes the exploitation policy if that one scores higher."""
+        """Algorithm 1: the teacher becomes the exploitation policy if that one scores higher. The first
+        stage (step 0) scores the offline policy, which the teacher already is: it sets the teacher's
+        score and is not counted as a swap."""
+        if self.teacher_score == -np.inf:
+            self.teacher_score = score
+            return {"teacher_score": score, "teacher_swapped": 0, "kl_weight": self.kl_weight}
         swapped = score > self.teacher_score
         if swapped:
             self.teacher[:] = self.critic.q.params
