@@ -64,6 +64,29 @@ def _pretrain(args):
     return 0
 
 
+def _maze(args):
+    import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so the thread limit applies to it
+    from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    from gde_ref.experiments.maze_fig2 import preset, run
+    cfg = preset(args.preset)
+    log = (lambda *a: None) if args.json else (lambda text: tqdm.write(text, file=sys.stderr))
+    bar = tqdm(total=cfg.data_agent_steps, unit="step", desc="DQN+RND data agent", disable=args.json,
+               file=sys.stderr, mininterval=1.0)
+    with bar, threadpool_limits(1, "blas"):  # 2x64 networks: one BLAS thread is fastest
+        results = run(cfg, range(args.seeds), args.out, progress=bar, log=log)
+    if args.json:
+        keep = ("final_return", "goal")
+        print(json.dumps({"optimal_return": results["optimal_return"],
+                          "right_goal_return": results["right_goal_return"],
+                          "methods": {m: {k: d[k] for k in keep} for m, d in results["methods"].items()},
+                          "offline": results["offline"], "dataset": results["dataset"]}, indent=2))
+    else:
+        print(f"figures and results.json in {args.out}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
@@ -89,6 +112,13 @@ def build_parser():
                       help="also save the behaviour policies trained here as DIR/{task}-{kind}.npz")
     make.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     make.set_defaults(run=_make_dataset)
+    maze = sub.add_parser("maze", help="the toy maze of the paper's Fig. 2: DQN+RND data, offline CQL, fine-tuning "
+                          "with alpha in {3, 1, 0} and GDE; figures and results.json")
+    maze.add_argument("--seeds", type=int, default=5, help="fine-tuning seeds (default 5)")
+    maze.add_argument("--out", default="runs/maze", metavar="DIR", help="output directory (default runs/maze)")
+    maze.add_argument("--preset", default="default", choices=("default", "quick"), help="budgets (quick: CI)")
+    maze.add_argument("--json", action="store_true", help="print the results as JSON (no progress bar)")
+    maze.set_defaults(run=_maze)
     pre = sub.add_parser("pretrain", help="train IQL offline on a dataset (writes DIR/offline.npz, summary.json)")
     pre.add_argument("--dataset", required=True, help="a dataset name (hopper-medium) or any local Minari id")
     pre.add_argument("--steps", type=int, default=None, help="gradient steps (default: the preset's)")
@@ -121,6 +151,8 @@ def main(argv=None):
             parser.error(str(e))
         if args.size is not None and args.size < 1:
             parser.error("--size must be >= 1")
+    if args.command == "maze" and args.seeds < 1:
+        parser.error("--seeds must be >= 1")
     if args.command == "pretrain" and ((args.steps is not None and args.steps < 1) or args.blas_threads < 1):
         parser.error("--steps and --blas-threads must be >= 1")
     try:

@@ -1,0 +1,238 @@
+"""The toy maze of the paper's Fig. 2 (Section 3.1, Appendix B.4): ``gde-ref maze``.
+
+1. DQN + RND online (``data_agent_steps``), a checkpoint every ``checkpoint_period`` steps;
+2. each checkpoint acts epsilon-greedily for ``rollouts_per_checkpoint`` episodes; the dataset keeps the
+   episodes that end at the right goal and, ``noisy_per_right`` times as many, episodes that reach no
+   goal (noisy); episodes ending at the left goal are dropped unless ``keep_left`` (the paper builds a
+   dataset "dominated by noisy trajectories and sub-optimal trajectories (ending with the right goal)
+   on purpose"). Every transition comes from an agent acting in the env. Saved as a Minari dataset;
+3. offline CQL (alpha = 3) on it;
+4. fine-tuning of that one offline network with CQL alpha = 3, 1, DQN (alpha = 0) and GDE with a CQL
+   backbone, each for ``finetune_steps`` online steps through the shared loop, over several seeds;
+5. figures (2a dataset heatmap, 2b fine-tuning heatmaps, 2c learning curves) and results.json.
+"""
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+import gymnasium as gym
+
+from gde_ref import plots
+from gde_ref.agents.dqn import QAgent
+from gde_ref.agents.rnd import RND
+from gde_ref.checkpoint import write_json
+from gde_ref.data.buffer import ReplayBuffer
+from gde_ref.envs.maze import MAX_EPISODE_STEPS, ToyMaze, goal_returns, visitation_counts
+from gde_ref.finetune.discrete import DiscreteGDE, QFinetuner
+from gde_ref.finetune.loop import LoopConfig, final_evaluation, run_online
+
+ENV_ID = "gde_ref/ToyMaze-v0"
+DATASET_ID = "gde-ref/toymaze/fig2-v0"
+METHODS = {"cql_alpha3": 3.0, "cql_alpha1": 1.0, "dqn_alpha0": 0.0, "gde": "gde"}
+
+
+@dataclass(frozen=True)
+class MazeConfig:
+    data_agent_steps: int = 80_000      # DQN+RND online steps (B.4: 80K)
+    rnd_weight: float = 1.0             # beta: the data agent's reward is r + beta * normalised RND bonus
+    checkpoint_period: int = 5_000
+    rollouts_per_checkpoint: int = 60
+    rollout_epsilon: float = 0.2        # checkpoints collect epsilon-greedily
+    noisy_per_right: float = 2.0        # noisy (no-goal) episodes kept per right-goal episode
+    keep_left: bool = False             # keep episodes that end at the left goal
+    hidden: tuple = (64, 64)
+    lr: float = 1e-3
+    batch_size: int = 64
+    discount: float = 0.99
+    target_period: int = 500            # hard target-network update period (updates)
+    offline_alpha: float = 3.0          # CQL alpha of the offline agent (B.4)
+    offline_steps: int = 20_000
+    finetune_steps: int = 40_000        # online budget, evaluation stages included
+    eval_period: int = 2_000            # F
+    eval_steps: int = MAX_EPISODE_STEPS  # L: one full episode
+    epsilon: float = 0.1                # CQL / DQN fine-tuning exploration
+    kl_weight: float = 0.3              # GDE's rho, decayed linearly to 0
+    learning_starts: int = 500
+
+
+PRESETS = {"default": MazeConfig(),
+           "quick": MazeConfig(data_agent_steps=6_000, checkpoint_period=2_000, rollouts_per_checkpoint=20,
+                               offline_steps=1_000, finetune_steps=3_000, eval_period=1_000)}
+
+
+def maze_env():
+    return gym.make(ENV_ID)
+
+
+def rollout(env, policy, rng):
+    """One episode; returns (episode dict for a dataset, goal: 'left' | 'right' | 'none')."""
+    obs, _ = env.reset(seed=int(rng.integers(2 ** 31)))
+    o, a, r, te, tr = [obs], [], [], [], []
+    goal = "none"
+    while True:
+        action = policy(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        o.append(obs), a.append(action), r.append(reward), te.append(terminated), tr.append(truncated)
+        if terminated or truncated:
+            goal = info.get("goal", "none")
+            break
+    return {"observations": np.array(o), "actions": np.array(a, np.int64), "rewards": np.array(r),
+            "terminations": np.array(te), "truncations": np.array(tr)}, goal
+
+
+def train_data_agent(cfg, seed, progress=None):
+    """DQN + RND online; returns the checkpoints [(step, QAgent)]."""
+    env, rng = maze_env(), np.random.default_rng(seed)
+    obs_dim = env.observation_space.shape[0]
+    agent = QAgent(obs_dim, 4, cfg.hidden, cfg.lr, 0.0, cfg.target_period, seed=seed)
+    rnd = RND(obs_dim, seed=seed + 1)
+    buffer = ReplayBuffer(cfg.data_agent_steps, obs_dim, None, 1, cfg.discount)
+    checkpoints, obs = [], env.reset(seed=seed)[0]
+    for step in range(1, cfg.data_agent_steps + 1):
+        epsilon = max(0.05, 1.0 - step / (0.25 * cfg.data_agent_steps))
+        action = agent.act(obs, rng, epsilon)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.add(obs, action, reward, next_obs, terminated, truncated)
+        rnd.observe(next_obs[None])
+        obs = env.reset()[0] if terminated or truncated else next_obs
+        if len(buffer) >= cfg.learning_starts:
+            batch = buffer.sample(cfg.batch_size, rng)
+            bonus = rnd.bonus_and_update(batch.next_obs)
+            agent.update(batch._replace(rewards=(batch.rewards + cfg.rnd_weight * bonus).astype(np.float32)))
+        if step % cfg.checkpoint_period == 0:
+            checkpoints.append((step, agent.copy()))
+        if progress is not None:
+            progress.update(1)
+    return checkpoints
+
+
+def collect_dataset(cfg, checkpoints, seed):
+    """Episodes from every checkpoint, composed as the module docstring says; (episodes, composition)."""
+    env, rng = maze_env(), np.random.default_rng(seed)
+    by_goal = {"left": [], "right": [], "none": []}
+    for _, agent in checkpoints:
+        for _ in range(cfg.rollouts_per_checkpoint):
+            episode, goal = rollout(env, lambda o: agent.act(o, rng, cfg.rollout_epsilon), rng)
+            by_goal[goal].append(episode)
+    n_noisy = int(round(cfg.noisy_per_right * max(len(by_goal["right"]), 1)))
+    episodes = by_goal["right"] + by_goal["none"][:n_noisy] + (by_goal["left"] if cfg.keep_left else [])
+    composition = {"collected": {k: len(v) for k, v in by_goal.items()},
+                   "kept": {"right": len(by_goal["right"]), "none": min(n_noisy, len(by_goal["none"])),
+                            "left": len(by_goal["left"]) if cfg.keep_left else 0},
+                   "transitions": int(sum(len(e["actions"]) for e in episodes))}
+    return episodes, composition
+
+
+@contextmanager
+def minari_root(path):
+    """Minari datasets under ``path`` for the duration (each maze run keeps its own)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH")
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def to_buffer(episodes, obs_dim, discount):
+    buffer = ReplayBuffer(sum(len(e["actions"]) for e in episodes) + 1, obs_dim, None, 1, discount)
+    for e in episodes:
+        for t in range(len(e["actions"])):
+            buffer.add(e["observations"][t], int(e["actions"][t]), e["rewards"][t], e["observations"][t + 1],
+                       bool(e["terminations"][t]), bool(e["truncations"][t]))
+    return buffer
+
+
+def train_offline(cfg, buffer, seed):
+    agent = QAgent(buffer.obs.shape[1], 4, cfg.hidden, cfg.lr, cfg.offline_alpha, cfg.target_period, seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(cfg.offline_steps):
+        agent.update(buffer.sample(cfg.batch_size, rng))
+    return agent
+
+
+def greedy_goal(policy):
+    """(goal reached by the greedy policy, return) in one episode."""
+    _, goal = rollout(maze_env(), policy, np.random.default_rng(0))
+    episode, _ = rollout(maze_env(), policy, np.random.default_rng(0))
+    return goal, float(episode["rewards"].sum())
+
+
+def finetune(method, offline, cfg, seed):
+    """One fine-tuning run; returns its log rows, exploration visitation counts, final goal and return."""
+    alpha = METHODS[method]
+    learner = (DiscreteGDE(offline.copy(cql_alpha=cfg.offline_alpha), cfg.kl_weight) if alpha == "gde"
+               else QFinetuner(offline.copy(cql_alpha=alpha), cfg.epsilon))
+    env, eval_env = maze_env(), maze_env()
+    obs_dim = env.observation_space.shape[0]
+    buffer = ReplayBuffer(cfg.finetune_steps + 1, obs_dim, None, 1, cfg.discount)
+    visited = np.zeros(obs_dim)
+
+    def on_step(stage, obs, action, reward, next_obs, info):
+        if stage == "explore":
+            visited[int(np.argmax(obs))] += 1
+
+    loop = LoopConfig(cfg.finetune_steps, cfg.eval_period, cfg.eval_steps, cfg.batch_size, cfg.learning_starts)
+    rows = run_online(env, eval_env, learner, buffer, loop, np.random.default_rng(seed), seed=seed, on_step=on_step)
+    final_return, _ = final_evaluation(eval_env, learner, cfg.eval_steps, seed=10_000 + seed)
+    goal, _ = greedy_goal(learner.exploit_action)
+    return {"rows": rows, "visited": visited, "goal": goal, "final_return": final_return}
+
+
+def run(cfg, seeds, out, progress=None, log=print):
+    """The whole pipeline; writes figures and results.json into ``out`` and returns the results."""
+    os.makedirs(out, exist_ok=True)
+    env = ToyMaze()
+    optimal, right = goal_returns()
+    log(f"maze: left (optimal) goal return {optimal}, right goal return {right}")
+    checkpoints = train_data_agent(cfg, seed=0, progress=progress)
+    episodes, composition = collect_dataset(cfg, checkpoints, seed=1)
+    log(f"dataset: {composition}")
+    from gde_ref.data.datasets import save_dataset
+    with minari_root(os.path.join(out, "minari")):
+        save_dataset(DATASET_ID, episodes, ENV_ID, float(-MAX_EPISODE_STEPS), float(optimal),
+                     algorithm_name="DQN+RND checkpoints", metadata={"composition": composition, "config": asdict(cfg)})
+    buffer = to_buffer(episodes, env.obs_dim, cfg.discount)
+    offline = train_offline(cfg, buffer, seed=2)
+    offline_goal, offline_return = greedy_goal(offline.greedy)
+    log(f"offline CQL (alpha {cfg.offline_alpha}): {offline_goal} goal, return {offline_return}")
+    methods = {}
+    for method in METHODS:
+        runs = [finetune(method, offline, cfg, seed) for seed in seeds]
+        methods[method] = {"final_return": [r["final_return"] for r in runs], "goal": [r["goal"] for r in runs],
+                           "curve_steps": [row["env_step"] for row in runs[0]["rows"]],
+                           "curves": [[row["eval_return"] for row in r["rows"]] for r in runs],
+                           "visited": np.sum([r["visited"] for r in runs], axis=0)}
+        log(f"{method}: goals {methods[method]['goal']}, final returns {methods[method]['final_return']}")
+    _figures(env, buffer, methods, optimal, right, out)
+    results = {"optimal_return": optimal, "right_goal_return": right, "seeds": list(seeds),
+               "offline": {"goal": offline_goal, "return": offline_return}, "dataset": composition,
+               "config": asdict(cfg),
+               "methods": {m: {k: v for k, v in d.items() if k != "visited"} for m, d in methods.items()}}
+    write_json(os.path.join(out, "results.json"), results)
+    return results
+
+
+def _figures(env, buffer, methods, optimal, right, out):
+    data_counts = visitation_counts(env, buffer.obs[:len(buffer)])
+    plots.save(plots.visitation_figure(env, [("offline dataset", data_counts)], "Fig. 2a: dataset visitation"),
+               os.path.join(out, "fig2a_dataset_heatmap.png"))
+    panels = [(name, visitation_counts(env, methods[m]["visited"][None])) for m, name in
+              (("cql_alpha3", "CQL alpha = 3"), ("dqn_alpha0", "DQN (alpha = 0)"), ("gde", "GDE (CQL backbone)"))]
+    plots.save(plots.visitation_figure(env, panels, "Fig. 2b: states visited while fine-tuning (all seeds)"),
+               os.path.join(out, "fig2b_finetune_heatmaps.png"))
+    curves = {m: (d["curve_steps"], d["curves"]) for m, d in methods.items()}
+    plots.save(plots.learning_curves(curves, title="Fig. 2c: fine-tuning on the toy maze",
+                                     hlines=((optimal, "left goal (optimal)"), (right, "right goal"))),
+               os.path.join(out, "fig2c_learning_curves.png"))
+
+
+def preset(name, **overrides):
+    if name not in PRESETS:
+        raise ValueError(f"unknown maze preset {name!r}; choose from {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

@@ -1,0 +1,49 @@
+"""Figures: maze visitation heatmaps (paper Fig. 2a-b) and learning curves (Fig. 2c, Fig. 9)."""
+import numpy as np
+
+
+def _figure(ncols, width=4.0, height=3.6):
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, axes[0]
+
+
+def save(fig, path):
+    """Save a figure (PNG) and close it."""
+    import matplotlib.pyplot as plt
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def visitation_figure(env, panels, suptitle=None):
+    """One heatmap per (title, counts) panel, over the maze's layout (log colour scale)."""
+    from gde_ref.envs.maze import draw_visitation
+    fig, axes = _figure(len(panels))
+    for ax, (title, counts) in zip(axes, panels):
+        image = draw_visitation(ax, env, counts, title)
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="visits + 1")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def learning_curves(curves, xlabel="environment steps", ylabel="return", title=None, hlines=()):
+    """Mean and std over seeds of each method: curves = {label: (steps (T,), values (seeds, T))}."""
+    fig, axes = _figure(1, width=6.0, height=4.0)
+    ax = axes[0]
+    for label, (steps, values) in curves.items():
+        values = np.asarray(values, float)
+        mean, std = values.mean(0), values.std(0)
+        ax.plot(steps, mean, label=f"{label} ({values.shape[0]} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    for y, text in hlines:
+        ax.axhline(y, color="grey", linestyle="--", linewidth=0.8)
+        ax.text(ax.get_xlim()[0], y, f" {text}", va="bottom", fontsize=8, color="grey")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
