@@ -9,6 +9,16 @@ import numpy as np
 LOG_2PI = np.log(2 * np.pi)
 
 
+def make_batch(rng, obs_dim, act_dim, n, dtype=np.float64):
+    """A random continuous-action Batch with some terminals (discount 0)."""
+    from gde_ref.data import Batch
+    return Batch(rng.standard_normal((n, obs_dim)).astype(dtype),
+                 np.tanh(rng.standard_normal((n, act_dim))).astype(dtype),
+                 rng.standard_normal(n).astype(dtype),
+                 (0.99 * (rng.random(n) > 0.2)).astype(dtype),
+                 rng.standard_normal((n, obs_dim)).astype(dtype))
+
+
 class Recorder:
     """Matrix products with their shapes logged as (m, k, n, transpose_a, transpose_b)."""
 

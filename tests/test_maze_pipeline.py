@@ -10,7 +10,8 @@ import pytest
 
 from gde_ref.cli import main
 from gde_ref.envs.maze import goal_returns
-from gde_ref.experiments.maze_fig2 import DATASET_ID, METHODS, minari_root, preset
+from gde_ref.data.datasets import datasets_root
+from gde_ref.experiments.maze_fig2 import DATASET_ID, METHODS, preset
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_outputs_and_results(quick_run, capsys):
 
 
 def test_dataset_is_a_minari_dataset_without_left_goal_episodes(quick_run):
-    with minari_root(quick_run / "minari"):
+    with datasets_root(quick_run / "minari"):
         dataset = minari.load_dataset(DATASET_ID)
         results = json.loads((quick_run / "results.json").read_text())
         assert dataset.total_episodes == sum(results["dataset"]["kept"].values())

@@ -12,16 +12,13 @@ from gde_ref.config import SACConfig
 from gde_ref.data import Batch
 from gde_ref.data.buffer import ReplayBuffer
 from gradcheck import numerical_grad
+import reference_steps
 
 OBS, ACT, B, HIDDEN = 5, 2, 8, (16, 16)
 
 
 def make_batch(rng, dtype=np.float64, n=B):
-    return Batch(rng.standard_normal((n, OBS)).astype(dtype),
-                 np.tanh(rng.standard_normal((n, ACT))).astype(dtype),
-                 rng.standard_normal(n).astype(dtype),
-                 (0.99 * (rng.random(n) > 0.2)).astype(dtype),   # some terminals
-                 rng.standard_normal((n, OBS)).astype(dtype))
+    return reference_steps.make_batch(rng, OBS, ACT, n, dtype)
 
 
 def reference_noise(seed, dtype=np.float64, n=B):

@@ -15,11 +15,7 @@ OBS, ACT, B, HIDDEN = 5, 2, 8, (16, 16)
 
 
 def make_batch(rng, dtype=np.float64, n=B):
-    return Batch(rng.standard_normal((n, OBS)).astype(dtype),
-                 np.tanh(rng.standard_normal((n, ACT))).astype(dtype),
-                 rng.standard_normal(n).astype(dtype),
-                 (0.99 * (rng.random(n) > 0.2)).astype(dtype),   # some terminals
-                 rng.standard_normal((n, OBS)).astype(dtype))
+    return ref.make_batch(rng, OBS, ACT, n, dtype)
 
 
 def make_learner(seed=0, dtype=np.float64, cfg=None, gde_cfg=None):

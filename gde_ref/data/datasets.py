@@ -130,7 +130,7 @@ def save_dataset(name_or_id, episodes, env_id=None, ref_min_score=None, ref_max_
                               f"(`minari delete {did}` or remove the directory) to make it again")
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".staging-", dir=root))  # hidden: Minari skips it
     try:
-        with _datasets_root(staging), quiet_mujoco_warnings(), warnings.catch_warnings():
+        with datasets_root(staging), quiet_mujoco_warnings(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`(author_email|code_permalink)` is set to None")
             dataset = minari.create_dataset_from_buffers(
                 dataset_id=did, buffer=buffers, env=env_id, eval_env=env_id, algorithm_name=algorithm_name,
@@ -182,7 +182,7 @@ def _episode_buffers(episodes, obs_space, act_space):
 
 
 @contextmanager
-def _datasets_root(path):
+def datasets_root(path):
     """Point Minari at another datasets directory for the duration of the block."""
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(path)

@@ -12,7 +12,6 @@
 5. figures (2a dataset heatmap, 2b fine-tuning heatmaps, 2c learning curves) and results.json.
 """
 import os
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -125,20 +124,6 @@ def collect_dataset(cfg, checkpoints, seed):
     return episodes, composition
 
 
-@contextmanager
-def minari_root(path):
-    """Minari datasets under ``path`` for the duration (each maze run keeps its own)."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MINARI_DATASETS_PATH")
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-
-
 def to_buffer(episodes, obs_dim, discount):
     buffer = ReplayBuffer(sum(len(e["actions"]) for e in episodes) + 1, obs_dim, None, 1, discount)
     for e in episodes:
@@ -193,8 +178,8 @@ def run(cfg, seeds, out, progress=None, log=print):
     checkpoints = train_data_agent(cfg, seed=0, progress=progress)
     episodes, composition = collect_dataset(cfg, checkpoints, seed=1)
     log(f"dataset: {composition}")
-    from gde_ref.data.datasets import save_dataset
-    with minari_root(os.path.join(out, "minari")):
+    from gde_ref.data.datasets import datasets_root, save_dataset
+    with datasets_root(os.path.join(out, "minari")):  # each maze run keeps its own dataset
         save_dataset(DATASET_ID, episodes, ENV_ID, float(-MAX_EPISODE_STEPS), float(optimal),
                      algorithm_name="DQN+RND checkpoints", metadata={"composition": composition, "config": asdict(cfg)})
     buffer = to_buffer(episodes, env.obs_dim, cfg.discount)
