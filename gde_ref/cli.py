@@ -87,6 +87,30 @@ def _maze(args):
     return 0
 
 
+def _finetune(args):
+    import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so the thread limit applies to it
+    from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    from gde_ref.experiments.finetune import PRESETS, finetune
+    steps = args.steps or PRESETS[args.preset]["steps"]
+    bar = tqdm(total=steps, unit="step", desc=f"{args.algo} {args.dataset}", disable=args.json, file=sys.stderr,
+               mininterval=1.0)
+    with bar, threadpool_limits(1, "blas"):  # one update per env step on small batches: one BLAS thread
+        summary = finetune(args.dataset, args.algo, args.out, steps=args.steps, seed=args.seed, preset=args.preset,
+                           offline_path=args.offline, resume=args.resume, kl_weight=args.kl_weight,
+                           n_step=args.n_step, action_temperature=args.action_temperature,
+                           eval_period=args.eval_period, eval_steps=args.eval_steps,
+                           checkpoint_period=args.checkpoint_period, progress=bar,
+                           command=" ".join(["gde-ref"] + sys.argv[1:]))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.algo} on {args.dataset}: final normalized score {summary['final_normalized_score']:.1f} after "
+              f"{summary['env_steps']} env steps, {summary['teacher_swaps']} teacher swaps; wrote {args.out}/")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
@@ -130,6 +154,28 @@ def build_parser():
                      help="BLAS threads (default: all cores; use 1 when running several processes at once)")
     pre.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     pre.set_defaults(run=_pretrain)
+    fin = sub.add_parser("finetune", help="fine-tune an offline IQL agent online with GDE or a Table 1 variant "
+                         "(writes RUN/config.json, log.csv, summary.json, curve.png, checkpoint.npz)")
+    fin.add_argument("--dataset", required=True, help="a dataset name, e.g. hopper-medium")
+    fin.add_argument("--algo", default="gde", help="gde (default), offline, oniql, iql, reiql, rnd, "
+                     "gde-no-exploit, gde-no-explore, gde-no-teacher")
+    fin.add_argument("--steps", type=int, default=None, help="online env steps, evaluation stages included "
+                     "(default: the preset's)")
+    fin.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
+                     help="budgets: quick (CI, 600 steps), laptop 50k steps (default), paper 250k")
+    fin.add_argument("--seed", type=int, default=0)
+    fin.add_argument("--from", dest="offline", metavar="DIR/offline.npz", default=None,
+                     help="the offline agent (default: pretrain one, or reuse it from OUT/../pretrained/)")
+    fin.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    fin.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    fin.add_argument("--kl-weight", type=float, default=0.3, metavar="RHO", help="rho_0 of Eq. 5 (default 0.3)")
+    fin.add_argument("--n-step", type=int, default=1, help="n-step returns (default 1 for locomotion)")
+    fin.add_argument("--action-temperature", type=float, default=1.0, help="Fig. 2d's t (IQL variants)")
+    fin.add_argument("--eval-period", type=int, default=None, help="F (default: the preset's)")
+    fin.add_argument("--eval-steps", type=int, default=None, help="L (default: the preset's)")
+    fin.add_argument("--checkpoint-period", type=int, default=None, help="env steps between checkpoints")
+    fin.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
+    fin.set_defaults(run=_finetune)
     return parser
 
 
@@ -155,6 +201,11 @@ def main(argv=None):
         parser.error("--seeds must be >= 1")
     if args.command == "pretrain" and ((args.steps is not None and args.steps < 1) or args.blas_threads < 1):
         parser.error("--steps and --blas-threads must be >= 1")
+    if args.command == "finetune":
+        bad = [f"--{k.replace('_', '-')}" for k in ("steps", "eval_period", "eval_steps", "checkpoint_period")
+               if getattr(args, k) is not None and getattr(args, k) < 1]
+        if bad or args.n_step < 1:
+            parser.error(f"{', '.join(bad + (['--n-step'] if args.n_step < 1 else []))} must be >= 1")
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: one clear line, no traceback
