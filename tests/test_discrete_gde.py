@@ -1,5 +1,6 @@
 """GDE on a discrete CQL backbone (the maze): initialisation, teacher swaps, rho schedule, Eq. 5 gradient."""
 import numpy as np
+import pytest
 
 import reference_steps as ref
 from gde_ref.agents.dqn import QAgent
@@ -47,11 +48,13 @@ def test_kl_weight_decays_linearly_to_zero():
         assert np.isclose(gde.kl_weight, want)
 
 
-def test_exploration_gradient_matches_central_differences():
+@pytest.mark.parametrize("tau", [1.0, 0.3])
+def test_exploration_gradient_matches_central_differences(tau):
     """The kernel's gradient of Eq. 5 w.r.t. the exploration network equals central differences of
-    -mean sum_a softmax(f_mu)(a) Q(s, a) + rho mean KL(softmax(Q_teacher) || softmax(f_mu)) in float64."""
+    -mean sum_a pi_b(a) Q(s, a) + rho mean KL(pi_t || pi_b) in float64, with pi_b = softmax(f_mu / tau)
+    and pi_t = softmax(Q_teacher / tau)."""
     critic = QAgent(OBS, K, hidden=(8, 8), cql_alpha=0.0, lr=0.0, seed=0)
-    gde = DiscreteGDE(critic, kl_weight=0.3, exploration_lr=0.0)
+    gde = DiscreteGDE(critic, kl_weight=0.3, exploration_lr=0.0, temperature=tau)
     rng = np.random.default_rng(2)
     gde.explore.params += 0.3 * rng.standard_normal(gde.explore.n_params).astype(np.float32)
     gde.teacher += 0.3 * rng.standard_normal(gde.teacher.size).astype(np.float32)
@@ -67,8 +70,8 @@ def test_exploration_gradient_matches_central_differences():
         return z - np.log(np.exp(z).sum(1, keepdims=True))
 
     def loss(p):
-        log_b = log_softmax(ref.forward(p, sizes, obs, ref.Recorder())[-1])
-        log_t = log_softmax(logits_t)
+        log_b = log_softmax(ref.forward(p, sizes, obs, ref.Recorder())[-1] / tau)
+        log_t = log_softmax(logits_t / tau)
         kl = np.sum(np.exp(log_t) * (log_t - log_b), 1)
         return -np.mean(np.sum(np.exp(log_b) * q, 1)) + 0.3 * np.mean(kl)
 
@@ -85,11 +88,12 @@ def test_exploration_gradient_matches_central_differences():
     np.testing.assert_allclose(kernel_grad, numeric, rtol=2e-3, atol=2e-5)
 
 
-def test_exploration_policy_samples_its_softmax():
-    """explore_action samples softmax(f_mu(s)): empirical frequencies match the probabilities."""
-    gde = DiscreteGDE(QAgent(OBS, K, hidden=(8, 8), seed=3))
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_exploration_policy_samples_its_softmax(tau):
+    """explore_action samples softmax(f_mu(s) / tau): empirical frequencies match the probabilities."""
+    gde = DiscreteGDE(QAgent(OBS, K, hidden=(8, 8), seed=3), temperature=tau)
     obs = np.eye(OBS, dtype=np.float32)[2]
-    logits = gde.explore.forward(obs[None].astype(np.float32))[0].astype(np.float64)
+    logits = gde.explore.forward(obs[None].astype(np.float32))[0].astype(np.float64) / tau
     probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     rng = np.random.default_rng(4)
     counts = np.bincount([gde.explore_action(obs, rng) for _ in range(20000)], minlength=K) / 20000

@@ -7,10 +7,12 @@
     - exploitation policy pi_e: the critic's greedy policy;
     - exploration policy pi_b: a categorical actor softmax(f_mu(s)), trained with Eq. 5,
       -E_{a ~ pi_b}[Q(s, a)] + rho KL(pi_t || pi_b), the expectation over the 4 actions exact;
-    - teacher pi_t: a snapshot of the critic, as the distribution softmax(Q_snapshot(s)) (temperature 1).
-      A softmax, not the greedy one-hot, because the KL to a one-hot teacher is infinite unless pi_b is
-      one-hot too; and it is the family pi_b starts in: f_mu is initialised as a copy of the offline
-      critic, so at the start pi_b = pi_t and the KL is 0 (Algorithm 1: all three from the offline agent).
+    - teacher pi_t: a snapshot of the critic, as the distribution softmax(Q_snapshot(s) / tau). A softmax,
+      not the greedy one-hot, because the KL to a one-hot teacher is infinite unless pi_b is one-hot too;
+      and it is the family pi_b = softmax(f_mu(s) / tau) starts in: f_mu is initialised as a copy of the
+      offline critic, so at the start pi_b = pi_t and the KL is 0 (Algorithm 1: all three from the
+      offline agent). The temperature tau (``temperature``) sets how close to greedy both are: with the
+      maze's action gaps of about one step of reward, tau = 1 is nearly uniform.
     - every F steps the loop's evaluation stage scores pi_e; if it beats the teacher's score, the
       teacher becomes the current critic; rho decays linearly from its initial value to 0.
 """
@@ -25,29 +27,33 @@ from gde_ref.nn.kernels import kernel, mlp_forward_single
 
 
 @kernel
-def categorical_exploration_kernel(explore, critic, teacher, obs, kl_weight, lr):
-    """Eq. 5 for a categorical exploration policy: one Adam step of f_mu. Returns the loss."""
+def categorical_exploration_kernel(explore, critic, teacher, obs, kl_weight, temperature, lr):
+    """Eq. 5 for a categorical exploration policy softmax(f_mu / tau): one Adam step of f_mu. Returns the loss."""
     q_all = net_forward(critic, obs).copy()
-    logits_t = net_forward(teacher, obs).copy()
-    logits_b = net_forward(explore, obs)
+    c = np.empty(1, q_all.dtype)
+    c[0] = 1.0 / temperature  # 1 / tau in the networks' dtype, so the logits stay float32
+    inv_tau = c[0]
+    logits_t = net_forward(teacher, obs) * inv_tau
+    logits_b = net_forward(explore, obs) * inv_tau
     d_logits = np.empty_like(logits_b)
     loss = gde_exploration_loss_discrete_kernel(q_all, logits_b, logits_t, kl_weight, d_logits)
+    d_logits *= inv_tau  # chain rule through logits = f / tau
     net_backward(explore, obs, d_logits, True, False)
     net_adam(explore, lr)
     return loss
 
 
 @kernel
-def sample_softmax_kernel(params, layout, obs, hidden, uniform):
-    """Sample an action from softmax(f(obs)) by inverse CDF with one uniform number."""
+def sample_softmax_kernel(params, layout, obs, hidden, temperature, uniform):
+    """Sample an action from softmax(f(obs) / tau) by inverse CDF with one uniform number."""
     logits = mlp_forward_single(params, layout, obs, hidden)
     top = logits.max()
     total = 0.0
     for a in range(logits.shape[0]):
-        total += np.exp(logits[a] - top)
+        total += np.exp((logits[a] - top) / temperature)
     cumulative, target = 0.0, uniform * total
     for a in range(logits.shape[0]):
-        cumulative += np.exp(logits[a] - top)
+        cumulative += np.exp((logits[a] - top) / temperature)
         if target < cumulative:
             return a
     return logits.shape[0] - 1
@@ -75,9 +81,10 @@ class QFinetuner:
 class DiscreteGDE:
     """GDE on a discrete CQL backbone; see the module docstring. ``kl_weight`` is rho's initial value."""
 
-    def __init__(self, critic: QAgent, kl_weight=0.3, exploration_lr=1e-3):
+    def __init__(self, critic: QAgent, kl_weight=0.3, exploration_lr=1e-3, temperature=1.0):
         self.critic = critic
         self.kl_weight0 = float(check_range("kl_weight (rho)", kl_weight, 0.0))
+        self.temperature = float(check_range("temperature (tau)", temperature, 0.0, low_open=True))
         self.exploration_lr = float(exploration_lr)
         self.explore = critic.q.copy()                       # f_mu <- offline critic
         self.explore_adam = AdamState(self.explore.n_params)
@@ -96,7 +103,8 @@ class DiscreteGDE:
         return self._bundles[b]
 
     def explore_action(self, obs, rng):
-        return int(sample_softmax_kernel(self.explore.params, self.explore.layout, obs, self._hidden, rng.random()))
+        return int(sample_softmax_kernel(self.explore.params, self.explore.layout, obs, self._hidden, self.temperature,
+                                         rng.random()))
 
     def exploit_action(self, obs):
         return self.critic.greedy(obs)
@@ -106,8 +114,8 @@ class DiscreteGDE:
         stats = self.critic.update(batch)
         self.kl_weight = self.kl_weight0 * (1.0 - progress)
         explore, critic, teacher = self._bundle(batch.obs.shape[0])
-        stats["explore_loss"] = categorical_exploration_kernel(explore, critic, teacher, batch.obs,
-                                                               self.kl_weight, self.exploration_lr)
+        stats["explore_loss"] = categorical_exploration_kernel(explore, critic, teacher, batch.obs, self.kl_weight,
+                                                               self.temperature, self.exploration_lr)
         return stats
 
     def after_evaluation(self, score, env_step):
