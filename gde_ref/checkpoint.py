@@ -14,6 +14,15 @@ import numpy as np
 META_KEY = "__meta__"
 
 
+def _publish(tmp, path):
+    """Give the finished temp file the permissions a plain open() would (mkstemp makes it 0600), then
+    rename it onto ``path`` in one step."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+    os.replace(tmp, path)
+
+
 def save_npz(path, arrays, meta):
     """Write ``arrays`` (name -> ndarray) and ``meta`` (JSON-serialisable dict) to ``path`` atomically."""
     path = os.fspath(path)
@@ -27,7 +36,7 @@ def save_npz(path, arrays, meta):
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -62,7 +71,7 @@ def write_json(path, obj):
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.write("\n")
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
