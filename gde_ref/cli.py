@@ -27,7 +27,7 @@ def _make_dataset(args):
     from tqdm import tqdm
 
     from gde_ref.data.generate import make_dataset, planned_steps
-    bar = tqdm(total=planned_steps(args.name, args.size, args.preset), unit="step", desc=args.name,
+    bar = tqdm(total=planned_steps(args.name, args.size, args.preset, seed=args.seed), unit="step", desc=args.name,
                disable=args.json, file=sys.stderr, mininterval=1.0)
     with bar, threadpool_limits(1, "blas"):  # small networks: one BLAS thread is faster on a shared machine
         did, info = make_dataset(args.name, args.size, args.seed, args.preset, progress=bar.update,

@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from gde_ref.agents.sac import SACAgent
 from gde_ref.cli import main
 from gde_ref.data.datasets import load_dataset
-from gde_ref.data.generate import (PRESETS, collect_episodes, load_policy, make_dataset, planned_steps, save_policy,
+from gde_ref.data.generate import (MEDIUM_LEVELS, PRESETS, collect_episodes, load_policy, make_dataset, planned_steps, save_policy,
                                    train_behaviour_sac)
 from gde_ref.envs.make import make_env
 
@@ -151,14 +151,20 @@ def test_policy_round_trip_and_shipped_policy(fresh_root, tmp_path):
     """save_policy/load_policy give identical actions; a policy in policy_dir is used instead of training."""
     agent = SACAgent(11, 3, QUICK.sac, seed=4)
     agent.actor.params[:] += np.random.default_rng(0).standard_normal(agent.actor.params.size).astype(np.float32) * 0.1
-    save_policy(tmp_path / "hopper-medium.npz", agent, sac_steps=123, policy_eval_score=40.0)
+    made = {"sac_steps": 123, "policy_eval_score": 40.0, "policy_preset": "quick", "policy_seed": 0,
+            "medium_level": MEDIUM_LEVELS["hopper"]}
+    save_policy(tmp_path / "hopper-medium.npz", agent, **made)
     loaded, saved = load_policy(tmp_path / "hopper-medium.npz")
-    assert saved == {"sac_steps": 123, "policy_eval_score": 40.0} and loaded.config == agent.config
+    assert saved == made and loaded.config == agent.config
     obs = np.random.default_rng(1).standard_normal((20, 11)).astype(np.float32)
     for o in obs:
         np.testing.assert_array_equal(loaded.act(o), agent.act(o))
         np.testing.assert_array_equal(loaded.act(o, np.random.default_rng(2)), agent.act(o, np.random.default_rng(2)))
     assert planned_steps("hopper-medium", 300, "quick", policy_dir=tmp_path) == 300
+    # made with another seed, preset or medium level: a different behaviour policy, so SAC is trained
+    assert planned_steps("hopper-medium", 300, "quick", policy_dir=tmp_path, seed=1) > 300
+    assert planned_steps("hopper-medium", 300, "laptop", policy_dir=tmp_path) > 300
+    assert planned_steps("hopper-medium", 300, "quick", policy_dir=tmp_path, medium_level=50.0) > 300
     _, info = make_dataset("hopper-medium", size=300, preset="quick", seed=0, policy_dir=tmp_path)
     assert info["behaviour_policy"].startswith("shipped") and info["sac_steps"] == 123
     with pytest.raises(FileExistsError, match="already exists"):  # before any work

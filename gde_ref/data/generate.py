@@ -257,14 +257,28 @@ def get_preset(preset):
     return PRESETS[preset]
 
 
-def planned_steps(name, size=None, preset="laptop", policy_dir=POLICY_DIR):
+def shipped_policy(policy_dir, task, kind, preset, seed, level):
+    """The shipped checkpoint for this request, or None: it must have been made with the same preset,
+    seed and (for medium) medium level; anything else is a different behaviour policy and is trained."""
+    path = pathlib.Path(policy_dir) / f"{task}-{kind}.npz"
+    if kind == "medium-replay" or not path.exists():
+        return None
+    _, saved = load_policy(path)
+    same = saved.get("policy_preset") == preset and saved.get("policy_seed") == seed
+    if kind == "medium":
+        same = same and abs(float(saved.get("medium_level", -1.0)) - level) < 1e-9
+    return path if same else None
+
+
+def planned_steps(name, size=None, preset="laptop", policy_dir=POLICY_DIR, seed=0, medium_level=None):
     """Upper bound of the environment steps ``make_dataset`` takes (for a progress bar's total)."""
     task, kind = parse_dataset_name(name)
     p = get_preset(preset)
     size = p.size if size is None else int(size)
+    level = MEDIUM_LEVELS[task] if medium_level is None else float(medium_level)
     total = 0
     for part in (("medium", "expert") if kind == "medium-expert" else (kind,)):
-        shipped = (pathlib.Path(policy_dir) / f"{task}-{part}.npz").exists()
+        shipped = shipped_policy(policy_dir, task, part, preset, seed, level) is not None
         if part == "medium-replay" or (part != "random" and not shipped):
             total += p.sac_steps
         if part != "medium-replay":
@@ -275,8 +289,8 @@ def planned_steps(name, size=None, preset="laptop", policy_dir=POLICY_DIR):
 def _behaviour(task, kind, preset, seed, level, progress, policy_dir, policy_out, log):
     """(agent to roll out, or None for medium-replay; episodes for medium-replay or None; info dict)."""
     p = get_preset(preset)
-    shipped = pathlib.Path(policy_dir) / f"{task}-{kind}.npz"
-    if kind != "medium-replay" and shipped.exists():
+    shipped = shipped_policy(policy_dir, task, kind, preset, seed, level)
+    if shipped is not None:
         agent, saved = load_policy(shipped)
         return agent, None, {**saved, "behaviour_policy": f"shipped checkpoint {shipped} (not retrained)"}
     if kind == "random":
