@@ -64,13 +64,35 @@ def actor_backward(actor, obs, mean, d_mean, d_log_std, log_std_mask):
 
 @kernel
 def min_of_twins(q1_net, q2_net, x):
-    """min(Q1(x), Q2(x)) as a (B,) array (the twin-critic minimum)."""
+    """(min(Q1(x), Q2(x)) as a (B,) array, Q1(x), Q2(x)): the twin-critic minimum, and the two outputs
+    (views into the critics' activations) that ``twin_min_action_gradient`` needs to route gradients."""
     q1 = net_forward(q1_net, x)
     q2 = net_forward(q2_net, x)
     out = np.empty(x.shape[0], x.dtype)
     for i in range(x.shape[0]):
         out[i] = min(q1[i, 0], q2[i, 0])
-    return out
+    return out, q1, q2
+
+
+@kernel
+def twin_min_action_gradient(q1_net, q2_net, x, q1_out, q2_out, d_q_min, n_obs, d_action):
+    """Backward of min(Q1, Q2)(s, a) to the action, after ``min_of_twins(q1_net, q2_net, x)``, x = [s, a].
+
+    The min sends dL/dmin_i to the smaller twin of sample i only; both critics' input gradients are taken
+    (no parameter gradients) and their action columns (x[:, n_obs:]) are ADDED to d_action (B, A).
+    """
+    n = x.shape[0]
+    d_q1, d_q2 = np.zeros((n, 1), x.dtype), np.zeros((n, 1), x.dtype)
+    for i in range(n):
+        if q1_out[i, 0] <= q2_out[i, 0]:
+            d_q1[i, 0] = d_q_min[i]
+        else:
+            d_q2[i, 0] = d_q_min[i]
+    net_backward(q1_net, x, d_q1, False, True)
+    net_backward(q2_net, x, d_q2, False, True)
+    for i in range(n):
+        for j in range(d_action.shape[1]):
+            d_action[i, j] += q1_net.dx[i, n_obs + j] + q2_net.dx[i, n_obs + j]
 
 
 @kernel
@@ -126,7 +148,7 @@ def iql_update_kernel(obs, actions, rewards, discounts, next_obs, q1, q2, q1_tar
                       log_std_min, log_std_max, stats):
     """One IQL update step on a batch (paper Eq. 2-4 and the target update); fills ``stats`` (6,)."""
     concat_columns(obs, actions, obs_actions)
-    q_target = min_of_twins(q1_target, q2_target, obs_actions)           # Q_theta'(s, a), fixed this step
+    q_target = min_of_twins(q1_target, q2_target, obs_actions)[0]        # Q_theta'(s, a), fixed this step
     stats[0] = value_step(value, obs, q_target, expectile, value_lr)           # Eq. 2
     next_v = net_forward(value, next_obs)[:, 0].copy()                         # V_psi(s') after its update
     stats[1], stats[3] = critic_step(q1, q2, obs_actions, rewards, discounts, next_v, critic_lr)  # Eq. 3

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from gde_ref.agents.iql import min_of_twins
+from gde_ref.agents.iql import min_of_twins, twin_min_action_gradient
 from gde_ref.config import SACConfig
 from gde_ref.data.batch import check_batch_arrays
 from gde_ref.losses.baselines import sac_actor_loss_kernel, sac_alpha_loss_kernel
@@ -87,7 +87,7 @@ def critic_step(q1, q2, q1_target, q2_target, actor, obs, actions, rewards, disc
     n = obs.shape[0]
     next_action, next_logp, _, _ = squashed_gaussian_policy(actor, next_obs, noise_next, log_std_min, log_std_max)
     concat_columns(next_obs, next_action, obs_actions)
-    next_q = min_of_twins(q1_target, q2_target, obs_actions)          # min(Q1', Q2')(s', a')
+    next_q = min_of_twins(q1_target, q2_target, obs_actions)[0]       # min(Q1', Q2')(s', a')
     y = np.empty(n, obs.dtype)
     for i in range(n):
         y[i] = rewards[i] + discounts[i] * (next_q[i] - alpha * next_logp[i])
@@ -113,25 +113,11 @@ def actor_step(actor, q1, q2, obs, noise, obs_actions, alpha, log_std_min, log_s
     n, obs_dim = obs.shape
     action, logp, log_std, raw_log_std = squashed_gaussian_policy(actor, obs, noise, log_std_min, log_std_max)
     concat_columns(obs, action, obs_actions)
-    q1_out = net_forward(q1, obs_actions)
-    q2_out = net_forward(q2, obs_actions)
-    q_min = np.empty(n, obs.dtype)
-    for i in range(n):
-        q_min[i] = min(q1_out[i, 0], q2_out[i, 0])
+    q_min, q1_out, q2_out = min_of_twins(q1, q2, obs_actions)
     d_logp, d_q_min = np.empty(n, obs.dtype), np.empty(n, obs.dtype)
     loss = sac_actor_loss_kernel(logp, q_min, alpha, d_logp, d_q_min)
-    d_q1, d_q2 = np.zeros((n, 1), obs.dtype), np.zeros((n, 1), obs.dtype)
-    for i in range(n):  # the min routes dL/dq_min to the smaller twin
-        if q1_out[i, 0] <= q2_out[i, 0]:
-            d_q1[i, 0] = d_q_min[i]
-        else:
-            d_q2[i, 0] = d_q_min[i]
-    net_backward(q1, obs_actions, d_q1, False, True)
-    net_backward(q2, obs_actions, d_q2, False, True)
-    d_action = np.empty_like(action)
-    for i in range(n):
-        for j in range(action.shape[1]):
-            d_action[i, j] = q1.dx[i, obs_dim + j] + q2.dx[i, obs_dim + j]
+    d_action = np.zeros_like(action)
+    twin_min_action_gradient(q1, q2, obs_actions, q1_out, q2_out, d_q_min, obs_dim, d_action)
     actor_backward(actor, obs, action, log_std, raw_log_std, noise, d_action, d_logp, log_std_min, log_std_max)
     net_adam(actor, lr)
     return loss, logp

@@ -23,12 +23,12 @@ import numpy as np
 
 from gde_ref.agents.iql import STAT_NAMES as IQL_STAT_NAMES
 from gde_ref.agents.iql import (IQLAgent, actor_backward, critic_step, gaussian_actor, iql_update_kernel,
-                                min_of_twins, value_step)
+                                min_of_twins, twin_min_action_gradient, value_step)
 from gde_ref.config import GDEConfig
 from gde_ref.data.batch import Batch, check_batch_arrays
 from gde_ref.losses.equations import awr_loss_kernel, gde_exploration_loss_kernel
 from gde_ref.nn import AdamState
-from gde_ref.nn.bundle import (concat_columns, frozen_net, n_mlp_params, net_adam, net_backward, net_forward,
+from gde_ref.nn.bundle import (concat_columns, frozen_net, n_mlp_params, net_adam, net_forward,
                                net_polyak, trained_net)
 from gde_ref.nn.checks import check_range
 from gde_ref.nn.distributions import gaussian_log_prob_kernel
@@ -49,28 +49,14 @@ def exploration_actor_step(explore, teacher, q1, q2, obs, obs_actions, kl_weight
     mean_b, log_std_b, mask_b = gaussian_actor(explore, obs, log_std_min, log_std_max)
     mean_t, log_std_t, _ = gaussian_actor(teacher, obs, log_std_min, log_std_max)
     concat_columns(obs, mean_b, obs_actions)
-    q1_out = net_forward(q1, obs_actions)
-    q2_out = net_forward(q2, obs_actions)
-    q_pi = np.empty(n, obs.dtype)
-    for i in range(n):
-        q_pi[i] = min(q1_out[i, 0], q2_out[i, 0])
+    q_pi, q1_out, q2_out = min_of_twins(q1, q2, obs_actions)
     d_q_pi = np.empty(n, obs.dtype)
     d_mean_b = np.empty_like(mean_b)
     d_log_std_b = np.empty_like(log_std_b)
     loss = gde_exploration_loss_kernel(q_pi, mean_b, log_std_b, mean_t, log_std_t, kl_weight,
                                        d_q_pi, d_mean_b, d_log_std_b)
-    # -Q term: route dL/dq_pi to the smaller twin, then back through the critic to its action input
-    d_q1, d_q2 = np.zeros((n, 1), obs.dtype), np.zeros((n, 1), obs.dtype)
-    for i in range(n):
-        if q1_out[i, 0] <= q2_out[i, 0]:
-            d_q1[i, 0] = d_q_pi[i]
-        else:
-            d_q2[i, 0] = d_q_pi[i]
-    net_backward(q1, obs_actions, d_q1, False, True)
-    net_backward(q2, obs_actions, d_q2, False, True)
-    for i in range(n):
-        for j in range(mean_b.shape[1]):
-            d_mean_b[i, j] += q1.dx[i, obs_dim + j] + q2.dx[i, obs_dim + j]
+    # -Q term: through the smaller twin back to its action input, added to the KL term's gradient
+    twin_min_action_gradient(q1, q2, obs_actions, q1_out, q2_out, d_q_pi, obs_dim, d_mean_b)
     actor_backward(explore, obs, mean_b, d_mean_b, d_log_std_b, mask_b)
     net_adam(explore, lr)
     return loss
@@ -97,7 +83,7 @@ def iql_critic_kernel(obs, actions, rewards, discounts, next_obs, q1, q2, q1_tar
     Fills stats[0, 1, 3, 4, 5] as ``iql_update_kernel`` does; returns (Q'(s, a) (B,), V(s) (B,)) for Eq. 4.
     """
     concat_columns(obs, actions, obs_actions)
-    q_target = min_of_twins(q1_target, q2_target, obs_actions)
+    q_target = min_of_twins(q1_target, q2_target, obs_actions)[0]
     stats[0] = value_step(value, obs, q_target, expectile, value_lr)             # Eq. 2
     next_v = net_forward(value, next_obs)[:, 0].copy()
     stats[1], stats[3] = critic_step(q1, q2, obs_actions, rewards, discounts, next_v, critic_lr)  # Eq. 3
