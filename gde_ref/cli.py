@@ -26,19 +26,22 @@ def _make_dataset(args):
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    from gde_ref.data.generate import make_dataset, planned_steps
-    bar = tqdm(total=planned_steps(args.name, args.size, args.preset, seed=args.seed), unit="step", desc=args.name,
-               disable=args.json, file=sys.stderr, mininterval=1.0)
+    from gde_ref.data.generate import make_datasets, planned_steps
+    shared = set()  # SAC runs counted once: several names of one task share them
+    total = sum(planned_steps(name, args.size, args.preset, seed=args.seed, sac_counted=shared) for name in args.name)
+    bar = tqdm(total=total, unit="step", desc=",".join(args.name), disable=args.json, file=sys.stderr, mininterval=1.0)
     with bar, threadpool_limits(1, "blas"):  # small networks: one BLAS thread is faster on a shared machine
-        did, info = make_dataset(args.name, args.size, args.seed, args.preset, progress=bar.update,
-                                 policy_out=args.save_policy, log=None if args.json else bar.write)
+        made = make_datasets(args.name, args.size, args.seed, args.preset, progress=bar.update,
+                             policy_out=args.save_policy, log=None if args.json else bar.write)
     if args.json:
-        print(json.dumps(info, indent=2))
-    else:
+        infos = [info for _, info in made]
+        print(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2))
+        return 0
+    for did, info in made:
         print(f"{did}: {info['transitions']} transitions, {info['episodes']} episodes, behaviour normalized score "
               f"{info['behaviour_score']:.1f} in {info['seconds']:.0f} s")
         if "warning" in info:
-            print(f"WARNING: {info['warning']}", file=sys.stderr)
+            print(f"WARNING: {did}: {info['warning']}", file=sys.stderr)
     return 0
 
 
@@ -126,8 +129,9 @@ def build_parser():
     datasets.set_defaults(run=_datasets)
     make = sub.add_parser("make-dataset", help="generate a D4RL-protocol dataset (SAC behaviour policies) and save "
                           "it as a local Minari dataset")
-    make.add_argument("name", metavar="NAME", help="{hopper,halfcheetah,walker2d}-{random,medium,medium-replay,"
-                      "expert,medium-expert}")
+    make.add_argument("name", metavar="NAME", nargs="+", help="{hopper,halfcheetah,walker2d}-{random,medium,"
+                      "medium-replay,expert,medium-expert}; several names of one task share SAC runs (e.g. "
+                      "hopper-medium hopper-medium-replay train SAC once); --json then prints a list")
     make.add_argument("--size", type=int, default=None, help="transitions per behaviour policy (default: the preset's)")
     make.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
                       help="budgets: quick (CI, seconds), laptop (default), paper (1M transitions)")
@@ -192,9 +196,12 @@ def main(argv=None):
     if args.command == "make-dataset":
         from gde_ref.envs.make import parse_dataset_name
         try:
-            parse_dataset_name(args.name)
+            for name in args.name:
+                parse_dataset_name(name)
         except ValueError as e:
             parser.error(str(e))
+        if len(set(args.name)) < len(args.name):
+            parser.error(f"a dataset name is given twice: {args.name}")
         if args.size is not None and args.size < 1:
             parser.error("--size must be >= 1")
     if args.command == "maze" and args.seeds < 1:

@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_limits
 from gde_ref.agents.sac import SACAgent
 from gde_ref.cli import main
 from gde_ref.data.datasets import load_dataset
-from gde_ref.data.generate import (MEDIUM_LEVELS, PRESETS, collect_episodes, load_policy, make_dataset, planned_steps, save_policy,
-                                   train_behaviour_sac)
+from gde_ref.data.behaviour import collect_episodes, load_policy, save_policy, train_behaviour_sac
+from gde_ref.data.generate import MEDIUM_LEVELS, PRESETS, make_dataset, make_datasets, planned_steps
 from gde_ref.envs.make import make_env
 
 QUICK = PRESETS["quick"]
@@ -130,6 +130,33 @@ def test_medium_replay_is_exactly_the_sac_history(root):
     assert meta["medium_level_reached"] is False and "NOT REACHED" in meta["warning"]
     assert meta["sac_steps"] == run.checkpoints["medium"]["step"] and meta["medium_level"] == UNREACHABLE
     assert minari.load_dataset(did).total_steps == len(data)
+
+
+def test_medium_and_medium_replay_share_one_sac_run(root, monkeypatch, tmp_path):
+    """make_datasets trains SAC once for hopper-medium + hopper-medium-replay; the replay dataset is the
+    same as one made alone (the run is deterministic), and the progress-bar plan counts SAC once."""
+    import gde_ref.data.generate as generate
+    alone = {key: getattr(load_dataset("hopper-medium-replay"), key) for key in ("observations", "rewards", "timeouts")}
+    shutil.rmtree(root / "gde-ref" / "hopper" / "medium-replay-v0")
+    calls = []
+    real = generate.train_behaviour_sac
+    monkeypatch.setattr(generate, "train_behaviour_sac", lambda *a, **k: calls.append(a) or real(*a, **k))
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        made = make_datasets(["hopper-medium-replay", "hopper-medium"], size=300, preset="quick", seed=0,
+                             medium_level=UNREACHABLE, policy_dir=tmp_path)
+    assert len(calls) == 1 and [did for did, _ in made] == ["gde-ref/hopper/medium-replay-v0", "gde-ref/hopper/medium-v0"]
+    again = load_dataset("hopper-medium-replay")
+    for key, value in alone.items():
+        np.testing.assert_array_equal(getattr(again, key), value, err_msg=key)
+    assert made[0][1]["sac_steps"] == made[1][1]["sac_steps"]
+    shared = set()
+    plan = [planned_steps(n, 300, "quick", policy_dir=tmp_path, medium_level=UNREACHABLE, sac_counted=shared)
+            for n in ("hopper-medium-replay", "hopper-medium")]
+    assert plan == [QUICK.sac_steps, 300]
+    with pytest.raises(FileExistsError, match="medium-v0 already exists"):  # every name checked before any work
+        make_datasets(["halfcheetah-random", "hopper-medium"], size=300, preset="quick", seed=0)
+    assert not (root / "gde-ref" / "halfcheetah").exists()
+    shutil.rmtree(root / "gde-ref" / "hopper" / "medium-v0")  # the next tests make it their own way
 
 
 def test_medium_not_reached_is_recorded(root):
