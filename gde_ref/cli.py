@@ -90,12 +90,34 @@ def _maze(args):
     return 0
 
 
+FINETUNE_DEFAULTS = {"algo": "gde", "seed": 0, "preset": "laptop", "kl_weight": 0.3, "n_step": 1,
+                     "action_temperature": 1.0}
+
+
+def _fill_finetune_settings(args):
+    """Settings not given on the command line: with --resume, the run's own (RUN/config.json), so
+    `gde-ref finetune --out RUN --resume` is enough; otherwise FINETUNE_DEFAULTS. A setting given
+    explicitly is kept, and ``finetune`` refuses to resume with one that differs from the run's."""
+    saved = {}
+    config = os.path.join(args.out, "config.json")
+    if args.resume and os.path.isfile(config):
+        with open(config) as f:
+            saved = json.load(f)
+    for key in ("dataset", "steps", "eval_period", "eval_steps", *FINETUNE_DEFAULTS):
+        if getattr(args, key) is None:
+            setattr(args, key, saved.get(key, FINETUNE_DEFAULTS.get(key)))
+    if args.dataset is None:
+        raise ValueError("--dataset is required (e.g. --dataset hopper-medium), except with --resume of an "
+                         "existing run")
+
+
 def _finetune(args):
     import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so the thread limit applies to it
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
     from gde_ref.experiments.finetune import PRESETS, finetune
+    _fill_finetune_settings(args)
     steps = args.steps or PRESETS[args.preset]["steps"]
     bar = tqdm(total=steps, unit="step", desc=f"{args.algo} {args.dataset}", disable=args.json, file=sys.stderr,
                mininterval=1.0)
@@ -160,21 +182,22 @@ def build_parser():
     pre.set_defaults(run=_pretrain)
     fin = sub.add_parser("finetune", help="fine-tune an offline IQL agent online with GDE or a Table 1 variant "
                          "(writes RUN/config.json, log.csv, summary.json, curve.png, checkpoint.npz)")
-    fin.add_argument("--dataset", required=True, help="a dataset name, e.g. hopper-medium")
-    fin.add_argument("--algo", default="gde", help="gde (default), offline, oniql, iql, reiql, rnd, "
+    fin.add_argument("--dataset", default=None, help="a dataset name, e.g. hopper-medium (with --resume: the run's)")
+    fin.add_argument("--algo", default=None, help="gde (default), offline, oniql, iql, reiql, rnd, "
                      "gde-no-exploit, gde-no-explore, gde-no-teacher")
     fin.add_argument("--steps", type=int, default=None, help="online env steps, evaluation stages included "
                      "(default: the preset's)")
-    fin.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
+    fin.add_argument("--preset", default=None, choices=("quick", "laptop", "paper"),
                      help="budgets: quick (CI, 600 steps), laptop 50k steps (default), paper 250k")
-    fin.add_argument("--seed", type=int, default=0)
+    fin.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     fin.add_argument("--from", dest="offline", metavar="DIR/offline.npz", default=None,
                      help="the offline agent (default: pretrain one, or reuse it from OUT/../pretrained/)")
     fin.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    fin.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
-    fin.add_argument("--kl-weight", type=float, default=0.3, metavar="RHO", help="rho_0 of Eq. 5 (default 0.3)")
-    fin.add_argument("--n-step", type=int, default=1, help="n-step returns (default 1 for locomotion)")
-    fin.add_argument("--action-temperature", type=float, default=1.0, help="Fig. 2d's t (IQL variants)")
+    fin.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint; settings not "
+                     "given are the run's own (config.json)")
+    fin.add_argument("--kl-weight", type=float, default=None, metavar="RHO", help="rho_0 of Eq. 5 (default 0.3)")
+    fin.add_argument("--n-step", type=int, default=None, help="n-step returns (default 1 for locomotion)")
+    fin.add_argument("--action-temperature", type=float, default=None, help="Fig. 2d's t (IQL variants, default 1)")
     fin.add_argument("--eval-period", type=int, default=None, help="F (default: the preset's)")
     fin.add_argument("--eval-steps", type=int, default=None, help="L (default: the preset's)")
     fin.add_argument("--checkpoint-period", type=int, default=None, help="env steps between checkpoints")
@@ -211,8 +234,9 @@ def main(argv=None):
     if args.command == "finetune":
         bad = [f"--{k.replace('_', '-')}" for k in ("steps", "eval_period", "eval_steps", "checkpoint_period")
                if getattr(args, k) is not None and getattr(args, k) < 1]
-        if bad or args.n_step < 1:
-            parser.error(f"{', '.join(bad + (['--n-step'] if args.n_step < 1 else []))} must be >= 1")
+        bad += ["--n-step"] if args.n_step is not None and args.n_step < 1 else []
+        if bad:
+            parser.error(f"{', '.join(bad)} must be >= 1")
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: one clear line, no traceback
