@@ -61,18 +61,22 @@ def load_npz(path, what="checkpoint"):
     return arrays, meta
 
 
-def write_json(path, obj):
-    """Write a JSON file atomically."""
+def write_text(path, text):
+    """Write a text file atomically (a temporary file in the same folder, then renamed)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json.tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(text)
         _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json(path, obj):
+    """Write a JSON file atomically."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -90,6 +90,12 @@ def _maze(args):
     return 0
 
 
+def _report(args):
+    from gde_ref.experiments.report import report
+    print(report(args.runs, args.out), end="")
+    return 0
+
+
 FINETUNE_DEFAULTS = {"algo": "gde", "seed": 0, "preset": "laptop", "kl_weight": 0.3, "n_step": 1,
                      "action_temperature": 1.0}
 
@@ -203,6 +209,11 @@ def build_parser():
     fin.add_argument("--checkpoint-period", type=int, default=None, help="env steps between checkpoints")
     fin.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     fin.set_defaults(run=_finetune)
+    rep = sub.add_parser("report", help="results table (mean ± std over seeds) and learning curves from finished "
+                         "fine-tuning runs (writes OUT/results.md, results.json, curves.png)")
+    rep.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by gde-ref finetune")
+    rep.add_argument("--out", required=True, metavar="OUT", help="where to write the table and figure")
+    rep.set_defaults(run=_report)
     return parser
 
 
