@@ -149,6 +149,7 @@ def test_medium_and_medium_replay_share_one_sac_run(root, monkeypatch, tmp_path)
     for key, value in alone.items():
         np.testing.assert_array_equal(getattr(again, key), value, err_msg=key)
     assert made[0][1]["sac_steps"] == made[1][1]["sac_steps"]
+    assert "same run" in made[1][1]["behaviour_policy"] and "same run" not in made[0][1]["behaviour_policy"]
     shared = set()
     plan = [planned_steps(n, 300, "quick", policy_dir=tmp_path, medium_level=UNREACHABLE, sac_counted=shared)
             for n in ("hopper-medium-replay", "hopper-medium")]

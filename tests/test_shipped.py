@@ -21,7 +21,8 @@ MACHINE_PATHS = ("/tmp", "/home", "/root", "/Users", "C:\\")
 
 def test_the_package_ships_the_policies_the_readme_names():
     names = {p.stem for p in BEHAVIOUR}
-    assert {"hopper-random", "hopper-medium", "halfcheetah-random", "halfcheetah-medium", "walker2d-random"} <= names
+    assert {"hopper-random", "hopper-medium", "halfcheetah-random", "halfcheetah-medium", "walker2d-random",
+            "walker2d-medium"} <= names
     assert [p.stem for p in OFFLINE] == ["hopper-medium-iql"]
 
 

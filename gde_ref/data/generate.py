@@ -134,7 +134,8 @@ def _behaviour(task, kind, preset, seed, level, progress, policy_dir, policy_out
         info = {"sac_steps": 0, "behaviour_policy": f"randomly initialised SAC actor (seed {seed})"}
     else:
         key = (preset,) + _sac_key(task, kind, seed, level)
-        if key not in sac_runs:
+        reused = key in sac_runs
+        if not reused:
             sac_runs[key] = train_behaviour_sac(task, p.sac_steps, seed, p.eval_every, key[-1], progress,
                                                 config=p.sac, eval_episodes=p.eval_episodes, log=log)
         run = sac_runs[key]
@@ -143,7 +144,8 @@ def _behaviour(task, kind, preset, seed, level, progress, policy_dir, policy_out
         info = {"sac_steps": point["step"], "sac_steps_run": run.steps, "sac_budget": p.sac_steps,
                 "policy_eval_return": point["return"], "policy_eval_score": point["score"],
                 "evaluations": [list(e) for e in run.evaluations],
-                "behaviour_policy": f"SAC trained here in {run.seconds:.0f} s ({run.steps} steps)"}
+                "behaviour_policy": f"SAC trained here in {run.seconds:.0f} s ({run.steps} steps)"
+                                    + ("; the same run as the dataset made before this one" if reused else "")}
         if kind != "expert":
             info.update(medium_level=level, medium_rule=MEDIUM_RULE, medium_level_reached=run.medium_level_reached)
             if not run.medium_level_reached:
