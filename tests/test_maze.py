@@ -71,7 +71,7 @@ def test_each_action_moves_as_named():
 
 
 def test_moving_into_a_wall_keeps_the_position():
-    """S = (11, 1) has walls to its left and below: those actions leave the agent on S."""
+    """S = (6, 1) has walls to its left and below: those actions leave the agent on S."""
     env = ToyMaze()
     for action in (DOWN, LEFT):
         env.reset()
@@ -79,9 +79,9 @@ def test_moving_into_a_wall_keeps_the_position():
         assert info["cell"] == env.start and env.cell_of(obs) == env.start
         assert (reward, terminated, truncated) == (-1.0, False, False)
     env.reset()
-    assert env.step(RIGHT)[4]["cell"] == (11, 2)
+    assert env.step(RIGHT)[4]["cell"] == (6, 2)
     env.reset()
-    assert env.step(UP)[4]["cell"] == (10, 1)
+    assert env.step(UP)[4]["cell"] == (5, 1)
 
 
 def test_transition_table_matches_the_layout_everywhere():
@@ -101,8 +101,8 @@ def test_transition_table_matches_the_layout_everywhere():
             assert terminated == (want in env.goals) and info.get("goal") == env.goals.get(want)
 
 
-@pytest.mark.parametrize("goal_char, name, approach, action", [("L", "left", (1, 2), LEFT),
-                                                                 ("R", "right", (7, 6), LEFT)])
+@pytest.mark.parametrize("goal_char, name, approach, action", [("L", "left", (3, 7), UP),
+                                                                 ("R", "right", (1, 17), RIGHT)])
 def test_reaching_a_goal_ends_the_episode(goal_char, name, approach, action):
     env = ToyMaze()
     env.reset()
@@ -120,12 +120,12 @@ def test_no_goal_in_info_before_a_goal():
 
 
 def test_default_layout_goal_returns():
-    """The default layout (S bottom-left, 95 free cells): the shortest path to the left goal L takes 22
-    steps and the one to the right goal R takes 72, so with -1 per step ``goal_returns()`` is
-    (-22, -72): the left goal is the optimal one, the right goal the sub-optimal one (about 70 steps,
-    as in the paper's Fig. 2)."""
+    """The default layout (S bottom-left, 85 free cells): the shortest path to the left goal L takes 10
+    steps (7 to the pocket's opening, 3 up it) and the one to the right goal R takes 22, so with -1 per
+    step ``goal_returns()`` is (-10, -22): the left goal is the optimal one, the right goal the
+    sub-optimal one."""
     left, right = goal_returns()
-    assert (left, right) == (-22, -72)
+    assert (left, right) == (-10, -22)
     assert right < left
     assert goal_returns(LAYOUT) == (left, right)
     assert goal_returns(OPEN) == (-2, -4)
@@ -187,7 +187,7 @@ def test_invalid_actions_raise(action):
 def test_numpy_integer_actions_are_accepted():
     env = ToyMaze()
     env.reset()
-    assert env.step(np.int64(RIGHT))[4]["cell"] == (11, 2)
+    assert env.step(np.int64(RIGHT))[4]["cell"] == (6, 2)
 
 
 @pytest.mark.parametrize("layout, char", [
@@ -231,12 +231,12 @@ def test_render_is_an_rgb_uint8_image_with_the_agent_highlighted():
         assert (block == block[0, 0]).all(), "each cell is one flat colour block"
         return tuple(block[0, 0])
 
-    agent, wall, free = colour(env.start), colour((0, 0)), colour((11, 2))
+    agent, wall, free = colour(env.start), colour((0, 0)), colour((6, 2))
     assert agent == (40, 90, 220) and wall == (40, 40, 40) and free == (235, 235, 235)
-    assert colour((1, 1)) != colour((7, 5)), "the two goals have different colours"
+    assert colour((2, 7)) != colour((1, 18)), "the two goals have different colours"
     env.step(RIGHT)
     img = env.render()
-    assert colour((11, 2)) == (40, 90, 220) and colour(env.start) == (170, 170, 170)
+    assert colour((6, 2)) == (40, 90, 220) and colour(env.start) == (170, 170, 170)
     made = gym.make("gde_ref/ToyMaze-v0", render_mode="rgb_array")
     made.reset(seed=0)
     assert np.array_equal(made.render(), render_maze(made.unwrapped, highlight=made.unwrapped.start))
@@ -245,7 +245,7 @@ def test_render_is_an_rgb_uint8_image_with_the_agent_highlighted():
 
 def test_visitation_counts_counts_cells():
     env = ToyMaze()
-    cells = [env.start, (11, 2), (11, 2), (1, 1), (11, 2), env.start, (7, 5)]
+    cells = [env.start, (6, 2), (6, 2), (2, 7), (6, 2), env.start, (1, 18)]
     obs = np.stack([env.observation(env.index[c]) for c in cells])
     counts = visitation_counts(env, obs)
     assert counts.shape == (env.height, env.width)
@@ -261,7 +261,7 @@ def test_visitation_counts_counts_cells():
 
 def test_draw_visitation_masks_walls_on_an_agg_figure():
     env = ToyMaze()
-    cells = [env.start] * 30 + [(11, 2)] * 3 + [(1, 1)]
+    cells = [env.start] * 30 + [(6, 2)] * 3 + [(2, 7)]
     counts = visitation_counts(env, np.stack([env.observation(env.index[c]) for c in cells]))
     fig = Figure(figsize=(4, 3), dpi=80)
     canvas = FigureCanvasAgg(fig)
@@ -277,7 +277,7 @@ def test_draw_visitation_masks_walls_on_an_agg_figure():
     assert matplotlib.colors.same_color(image.get_cmap().get_bad(), "black")
     assert ax.get_title() == "offline data"
     labels = {t.get_text(): t.get_position() for t in ax.texts}
-    assert labels == {"L": (1, 1), "R": (5, 7), "S": (1, 11)}
+    assert labels == {"L": (7, 2), "R": (18, 1), "S": (1, 6)}
     canvas.draw()
     pixels = np.asarray(canvas.buffer_rgba())
     x, y = ax.transData.transform((8, 0))           # the centre of wall cell (row 0, col 8)
