@@ -15,6 +15,13 @@
       maze's action gaps of about one step of reward, tau = 1 is nearly uniform.
     - every F steps the loop's evaluation stage scores pi_e; if it beats the teacher's score, the
       teacher becomes the current critic; rho decays linearly from its initial value to 0.
+
+  What this exploration can and cannot do: the minimiser of Eq. 5 over a categorical pi_b is
+  pi_b(a) = rho pi_t(a) / (lambda - Q(a)) (lambda > max Q normalises it), so an action the critic rates dQ
+  below the best gets about rho pi_t(a) / dQ. With a CQL critic, the actions the data rarely took are
+  the ones the penalty pushes down, so pi_b explores them less than epsilon-greedy does: the
+  conservatism GDE relaxes in the IQL case (AWR's, in the actor) sits here in the critic itself
+  (figures/maze_fig2/README.md measures it on the toy maze).
 """
 import numpy as np
 
