@@ -55,3 +55,31 @@ def test_dataset_is_a_minari_dataset_without_left_goal_episodes(quick_run):
                 assert len(episode.rewards) == 200, "a noisy episode runs to the time limit"
         # right-goal episodes of the checkpoints and goal-less noisy ones; none ends at the left goal
         assert ends == {"left": 0, "right": kept["right"], None: kept["noisy"]}
+
+
+def test_seeded_small_run_shows_cql_keeping_to_the_data_and_dqn_exploring():
+    """The qualitative part of Fig. 2 at a small budget, one seed: the offline CQL agent goes to the right
+    goal; fine-tuned with alpha = 3 it keeps to the right goal and mostly re-collects the offline route,
+    while the same network fine-tuned without the penalty (DQN) spreads its exploration over more of the
+    maze (Fig. 2b). (Whether DQN then finds the left goal needs the full budget: figures/maze_fig2.)"""
+    from gde_ref.experiments.maze_fig2 import (collect_dataset, finetune, greedy_goal, to_buffer, train_data_agent,
+                                               train_offline)
+    cfg = preset("default", data_agent_steps=20_000, checkpoint_period=5_000, finetune_steps=8_000)
+    episodes, composition = collect_dataset(cfg, train_data_agent(cfg, seed=0), seed=1)
+    assert composition["kept"]["right"] >= 50, composition
+    buffer = to_buffer(episodes, ToyMaze().obs_dim, cfg.discount)
+    offline = train_offline(cfg, buffer, seed=2)
+    assert greedy_goal(offline.greedy) == ("right", -22.0)
+    cql, dqn = finetune("cql_alpha3", offline, cfg, seed=0), finetune("dqn_alpha0", offline, cfg, seed=0)
+    assert cql["goal"] == "right"
+    route = np.zeros(ToyMaze().obs_dim)   # cells the offline greedy policy walks through
+    env = ToyMaze()
+    obs, _ = env.reset()
+    for _ in range(22):
+        route[int(np.argmax(obs))] = 1
+        obs = env.step(offline.greedy(obs))[0]
+    on_route = {name: float(run["visited"][route > 0].sum() / run["visited"].sum()) for name, run in
+                (("cql", cql), ("dqn", dqn))}
+    cells = {name: int((run["visited"] > 0).sum()) for name, run in (("cql", cql), ("dqn", dqn))}
+    assert on_route["cql"] > on_route["dqn"] + 0.1, (on_route, cells)
+    assert cells["dqn"] >= cells["cql"], cells
