@@ -67,7 +67,7 @@ class MazeConfig:
 
 
 PRESETS = {"default": MazeConfig(),
-           "quick": MazeConfig(data_agent_steps=6_000, checkpoint_period=2_000, rollouts_per_checkpoint=10,
+           "quick": MazeConfig(data_agent_steps=12_000, checkpoint_period=4_000, rollouts_per_checkpoint=10,
                                offline_steps=1_000, finetune_steps=3_000, eval_period=1_000, batch_size=64)}
 
 

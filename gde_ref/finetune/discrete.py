@@ -12,7 +12,8 @@
       and it is the family pi_b = softmax(f_mu(s) / tau) starts in: f_mu is initialised as a copy of the
       offline critic, so at the start pi_b = pi_t and the KL is 0 (Algorithm 1: all three from the
       offline agent). The temperature tau (``temperature``) sets how close to greedy both are: with the
-      maze's action gaps of about one step of reward, tau = 1 is nearly uniform.
+      maze's action gaps of about one step of reward, tau = 1 is far from greedy (at the maze's pocket
+      opening the offline teacher is about [0.14, 0.21, 0.09, 0.56]).
     - every F steps the loop's evaluation stage scores pi_e; if it beats the teacher's score, the
       teacher becomes the current critic; rho decays linearly from its initial value to 0.
 
