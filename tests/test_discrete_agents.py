@@ -193,7 +193,7 @@ def test_cql_lowers_actions_absent_from_the_data():
     the same training, CQL (alpha = 3) ranks the unseen action lower (relative to the seen ones) than
     DQN (alpha = 0) does. DQN has no loss term on it at all and here even ranks it above the seen ones."""
     start = MAZE.index[MAZE.start]
-    near = [start, MAZE.index[(10, 1)], MAZE.index[(9, 1)], MAZE.index[(11, 2)], MAZE.index[(11, 3)]]
+    near = [start, MAZE.index[(5, 1)], MAZE.index[(5, 2)], MAZE.index[(6, 2)], MAZE.index[(6, 3)]]
     pairs = [(s, a) for s in near for a in range(N_ACT) if not (s == start and a == 3)]
     cells, actions = np.array(pairs).T
     eye = np.eye(MAZE.obs_dim, dtype=np.float32)
@@ -278,14 +278,14 @@ def test_bad_batches_raise_clear_errors():
     cases = [
         (tuple(good), TypeError, "gde_ref.data.Batch"),
         (good._replace(obs=good.obs.astype(np.float64)), TypeError, "batch.obs must have dtype float32"),
-        (good._replace(obs=good.obs[:, :-1]), ValueError, r"batch.obs must have shape \(B, 95\)"),
+        (good._replace(obs=good.obs[:, :-1]), ValueError, rf"batch.obs must have shape \(B, {MAZE.obs_dim}\)"),
         (good._replace(actions=good.actions.astype(np.float32)), ValueError, r"batch.actions must be \(8,\) integers"),
         (good._replace(actions=good.actions[:5]), ValueError, r"batch.actions must be \(8,\) integers"),
         (good._replace(actions=np.full(8, 4)), ValueError, r"batch.actions must lie in \[0, 4\)"),
         (good._replace(actions=np.full(8, -1)), ValueError, r"batch.actions must lie in \[0, 4\)"),
         (good._replace(rewards=good.rewards[:3]), ValueError, r"batch.rewards must have shape \(8,\)"),
         (good._replace(discounts=good.discounts.astype(np.float64)), TypeError, "batch.discounts must have dtype"),
-        (good._replace(next_obs=good.next_obs[:4]), ValueError, r"batch.next_obs must have shape \(8, 95\)"),
+        (good._replace(next_obs=good.next_obs[:4]), ValueError, rf"batch.next_obs must have shape \(8, {MAZE.obs_dim}\)"),
         (good._replace(rewards=good.rewards.tolist()), TypeError, "batch.rewards must be a numpy array"),
     ]
     for batch, error, message in cases:
@@ -312,7 +312,7 @@ def test_rnd_bonus_is_larger_for_unseen_cells():
     rnd = RND(MAZE.obs_dim, hidden=(32, 32), features=8, lr=1e-3, seed=23)
     eye = np.eye(MAZE.obs_dim, dtype=np.float32)
     seen = np.array([0, 1, 2, 3])
-    unseen = np.array([40, 60, 80, 94])
+    unseen = np.array([40, 60, 80, MAZE.obs_dim - 1])
     data = eye[np.repeat(seen, 4)]                       # (16, obs_dim)
     rnd.observe(data)
     first = rnd.bonus_and_update(data)
