@@ -60,11 +60,6 @@ def load_policy(path):
     return agent, meta["info"]
 
 
-def shipped_policy_path(task, kind):
-    """Where a shipped behaviour policy of ``task`` and ``kind`` (random, medium, expert) would be."""
-    return POLICY_DIR / f"{task}-{kind}.npz"
-
-
 def with_actor(agent, actor_params):
     """A fresh agent (same config) carrying a checkpoint's actor parameters."""
     out = SACAgent(agent.obs_dim, agent.act_dim, agent.config, seed=0, dtype=agent.dtype)

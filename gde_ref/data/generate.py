@@ -103,7 +103,7 @@ def planned_steps(name, size=None, preset="laptop", policy_dir=POLICY_DIR, seed=
     for part in (("medium", "expert") if kind == "medium-expert" else (kind,)):
         shipped = shipped_policy(policy_dir, task, part, preset, seed, level) is not None
         if part == "medium-replay" or (part != "random" and not shipped):
-            key = _sac_key(task, part, seed, level)
+            key = _sac_key(preset, task, part, seed, level)
             if key not in sac_counted:
                 sac_counted.add(key)
                 total += p.sac_steps
@@ -112,9 +112,10 @@ def planned_steps(name, size=None, preset="laptop", policy_dir=POLICY_DIR, seed=
     return total
 
 
-def _sac_key(task, kind, seed, level):
-    """Which SAC run a dataset part needs: medium and medium-replay share one (stopped at the medium level)."""
-    return (task, seed, None if kind == "expert" else level)
+def _sac_key(preset, task, kind, seed, level):
+    """Which SAC run a dataset part needs: medium and medium-replay share one (stopped at the medium level);
+    the last item is the level SAC stops at (None: the whole budget)."""
+    return (preset, task, seed, None if kind == "expert" else level)
 
 
 def _behaviour(task, kind, preset, seed, level, progress, policy_dir, policy_out, log, sac_runs):
@@ -133,7 +134,7 @@ def _behaviour(task, kind, preset, seed, level, progress, policy_dir, policy_out
         env.close()
         info = {"sac_steps": 0, "behaviour_policy": f"randomly initialised SAC actor (seed {seed})"}
     else:
-        key = (preset,) + _sac_key(task, kind, seed, level)
+        key = _sac_key(preset, task, kind, seed, level)
         reused = key in sac_runs
         if not reused:
             sac_runs[key] = train_behaviour_sac(task, p.sac_steps, seed, p.eval_every, key[-1], progress,
