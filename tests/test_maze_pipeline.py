@@ -63,8 +63,8 @@ def test_seeded_small_run_shows_cql_keeping_to_the_data_and_dqn_exploring():
     goal; fine-tuned with alpha = 3 it keeps to the right goal and mostly re-collects the offline route,
     while the same network fine-tuned without the penalty (DQN) spreads its exploration over more of the
     maze (Fig. 2b). (Whether DQN then finds the left goal needs the full budget: figures/maze_fig2.)"""
-    from gde_ref.experiments.maze_fig2 import (collect_dataset, finetune, greedy_goal, to_buffer, train_data_agent,
-                                               train_offline)
+    from gde_ref.experiments.maze_fig2 import (collect_dataset, finetune, greedy_goal, maze_env, rollout, to_buffer,
+                                               train_data_agent, train_offline)
     cfg = preset("default", data_agent_steps=20_000, checkpoint_period=5_000, finetune_steps=8_000)
     episodes, composition = collect_dataset(cfg, train_data_agent(cfg, seed=0), seed=1)
     assert composition["kept"]["right"] >= 50, composition
@@ -73,12 +73,8 @@ def test_seeded_small_run_shows_cql_keeping_to_the_data_and_dqn_exploring():
     assert greedy_goal(offline.greedy) == ("right", -22.0)
     cql, dqn = finetune("cql_alpha3", offline, cfg, seed=0), finetune("dqn_alpha0", offline, cfg, seed=0)
     assert cql["goal"] == "right"
-    route = np.zeros(ToyMaze().obs_dim)   # cells the offline greedy policy walks through
-    env = ToyMaze()
-    obs, _ = env.reset()
-    for _ in range(22):
-        route[int(np.argmax(obs))] = 1
-        obs = env.step(offline.greedy(obs))[0]
+    greedy_episode, _ = rollout(maze_env(), offline.greedy, np.random.default_rng(0))
+    route = greedy_episode["observations"][:-1].max(axis=0)   # cells the offline greedy policy walks through
     on_route = {name: float(run["visited"][route > 0].sum() / run["visited"].sum()) for name, run in
                 (("cql", cql), ("dqn", dqn))}
     cells = {name: int((run["visited"] > 0).sum()) for name, run in (("cql", cql), ("dqn", dqn))}
