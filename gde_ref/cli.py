@@ -75,10 +75,12 @@ def _maze(args):
     from gde_ref.experiments.maze_fig2 import preset, run
     cfg = preset(args.preset)
     log = (lambda *a: None) if args.json else (lambda text: tqdm.write(text, file=sys.stderr))
-    bar = tqdm(total=cfg.data_agent_steps, unit="step", desc="DQN+RND data agent", disable=args.json,
-               file=sys.stderr, mininterval=1.0)
-    with bar, threadpool_limits(1, "blas"):  # 2x64 networks: one BLAS thread is fastest
-        results = run(cfg, range(args.seeds), args.out, progress=bar, log=log)
+
+    def progress(desc, total):
+        return tqdm(total=total, desc=desc, disable=args.json, file=sys.stderr, mininterval=1.0)
+
+    with threadpool_limits(1, "blas"):  # 2x64 networks: one BLAS thread is fastest
+        results = run(cfg, range(args.seeds), args.out, progress=progress, log=log, workers=args.workers)
     if args.json:
         keep = ("final_return", "goal")
         print(json.dumps({"optimal_return": results["optimal_return"],
@@ -173,6 +175,8 @@ def build_parser():
     maze.add_argument("--seeds", type=int, default=5, help="fine-tuning seeds (default 5)")
     maze.add_argument("--out", default="runs/maze", metavar="DIR", help="output directory (default runs/maze)")
     maze.add_argument("--preset", default="default", choices=("default", "quick"), help="budgets (quick: CI)")
+    maze.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                      help="processes for the fine-tuning runs (default: 2, or 1 on a 1-CPU machine)")
     maze.add_argument("--json", action="store_true", help="print the results as JSON (no progress bar)")
     maze.set_defaults(run=_maze)
     pre = sub.add_parser("pretrain", help="train IQL offline on a dataset (writes DIR/offline.npz, summary.json)")
@@ -238,8 +242,8 @@ def main(argv=None):
             parser.error(f"a dataset name is given twice: {args.name}")
         if args.size is not None and args.size < 1:
             parser.error("--size must be >= 1")
-    if args.command == "maze" and args.seeds < 1:
-        parser.error("--seeds must be >= 1")
+    if args.command == "maze" and (args.seeds < 1 or args.workers < 1):
+        parser.error("--seeds and --workers must be >= 1")
     if args.command == "pretrain" and ((args.steps is not None and args.steps < 1) or args.blas_threads < 1):
         parser.error("--steps and --blas-threads must be >= 1")
     if args.command == "finetune":

@@ -4,11 +4,12 @@
    training reward, reaching the left goal costs ``other_goal_penalty`` more (the env's rewards are what
    the dataset stores); a checkpoint every ``checkpoint_period`` steps;
 2. the dataset: each checkpoint acts epsilon-greedily for ``rollouts_per_checkpoint`` episodes, and the
-   episodes that end at the right goal are kept; beside them, ``noisy_per_right`` times as many noisy
-   episodes of a uniformly random policy (epsilon = 1) that reach no goal. Episodes ending at the left
-   goal are dropped. The paper builds a dataset "dominated by noisy trajectories and sub-optimal
-   trajectories (ending with the right goal) on purpose"; every transition comes from an agent acting
-   in the env. Saved as a Minari dataset;
+   episodes that end at the right goal are kept; beside them, episodes of a uniformly random policy
+   (epsilon = 1): ``noisy_per_right`` times as many that reach no goal (noisy) and ``optimal_per_right``
+   times as many that happen to reach the left goal (optimal). The paper's dataset is "dominated by noisy
+   trajectories and sub-optimal trajectories (ending with the right goal) on purpose" and holds "more
+   noisy/sub-optimal trajectories than optimal trajectories" (B.4): a few optimal ones, not none. Every
+   transition comes from an agent acting in the env. Saved as a Minari dataset;
 3. offline CQL (alpha = 3) on it;
 4. fine-tuning of that one offline network with CQL alpha = 3, 1, DQN (alpha = 0) and GDE with a CQL
    backbone, each for ``finetune_steps`` online steps through the shared loop, over several seeds;
@@ -50,6 +51,7 @@ class MazeConfig:
     rollouts_per_checkpoint: int = 25
     rollout_epsilon: float = 0.2        # checkpoints collect epsilon-greedily
     noisy_per_right: float = 2.0        # noisy (random, no-goal) episodes per right-goal episode
+    optimal_per_right: float = 0.05     # random episodes that reach the left goal, per right-goal episode
     hidden: tuple = (64, 64)
     lr: float = 1e-4                    # offline CQL: a small step, so that Q is precise to well under one
     batch_size: int = 256               # step's reward (the action gaps here are <= 1)
@@ -58,7 +60,7 @@ class MazeConfig:
     target_period: int = 500            # hard target-network update period (updates)
     offline_alpha: float = 3.0          # CQL alpha of the offline agent (B.4)
     offline_steps: int = 40_000
-    finetune_steps: int = 40_000        # online budget, evaluation stages included
+    finetune_steps: int = 20_000        # online budget, evaluation stages included
     eval_period: int = 2_000            # F
     eval_steps: int = MAX_EPISODE_STEPS  # L: one full episode
     epsilon: float = 0.1                # CQL / DQN fine-tuning exploration
@@ -120,24 +122,28 @@ def train_data_agent(cfg, seed, progress=None):
 
 
 def collect_dataset(cfg, checkpoints, seed):
-    """Right-goal episodes of the checkpoints plus random noisy episodes (module docstring); (episodes, composition)."""
+    """Right-goal episodes of the checkpoints plus random noisy and optimal episodes (module docstring);
+    returns (episodes, composition)."""
     env, rng = maze_env(), np.random.default_rng(seed)
     by_goal = {"left": [], "right": [], "none": []}
     for _, agent in checkpoints:
         for _ in range(cfg.rollouts_per_checkpoint):
             episode, goal = rollout(env, lambda o: agent.act(o, rng, cfg.rollout_epsilon), rng)
             by_goal[goal].append(episode)
-    n_noisy = int(round(cfg.noisy_per_right * max(len(by_goal["right"]), 1)))
-    noisy, random_goals = [], {"left": 0, "right": 0, "none": 0}
-    while len(noisy) < n_noisy:
+    n_right = max(len(by_goal["right"]), 1)
+    wanted = {"none": int(round(cfg.noisy_per_right * n_right)), "left": int(round(cfg.optimal_per_right * n_right))}
+    kept_random = {"none": [], "left": []}
+    random_goals = {"left": 0, "right": 0, "none": 0}
+    while any(len(kept_random[g]) < n for g, n in wanted.items()):
         episode, goal = rollout(env, lambda o: int(rng.integers(4)), rng)
         random_goals[goal] += 1
-        if goal == "none":
-            noisy.append(episode)
-    episodes = by_goal["right"] + noisy
+        if goal in wanted and len(kept_random[goal]) < wanted[goal]:
+            kept_random[goal].append(episode)
+    episodes = by_goal["right"] + kept_random["none"] + kept_random["left"]
     composition = {"checkpoint_episodes": {k: len(v) for k, v in by_goal.items()},
                    "random_episodes": random_goals,
-                   "kept": {"right": len(by_goal["right"]), "noisy": len(noisy)},
+                   "kept": {"right": len(by_goal["right"]), "noisy": len(kept_random["none"]),
+                            "left": len(kept_random["left"])},
                    "transitions": int(sum(len(e["actions"]) for e in episodes))}
     return episodes, composition
 
@@ -151,11 +157,14 @@ def to_buffer(episodes, obs_dim, discount):
     return buffer
 
 
-def train_offline(cfg, buffer, seed):
+def train_offline(cfg, buffer, seed, progress=None):
+    """Offline CQL (alpha = ``offline_alpha``) for ``offline_steps`` updates on the dataset's buffer."""
     agent = QAgent(buffer.obs.shape[1], 4, cfg.hidden, cfg.lr, cfg.offline_alpha, cfg.target_period, seed=seed)
     rng = np.random.default_rng(seed)
     for _ in range(cfg.offline_steps):
         agent.update(buffer.sample(cfg.batch_size, rng))
+        if progress is not None:
+            progress.update(1)
     return agent
 
 
@@ -187,13 +196,51 @@ def finetune(method, offline, cfg, seed):
     return {"rows": rows, "visited": visited, "goal": goal, "final_return": final_return}
 
 
-def run(cfg, seeds, out, progress=None, log=print):
-    """The whole pipeline; writes figures and results.json into ``out`` and returns the results."""
+def _finetune_job(job):
+    import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so that the limit below applies to it
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, "blas"):  # 2x64 networks, one run per core: one BLAS thread each
+        return finetune(*job)
+
+
+def finetune_all(offline, cfg, jobs, workers=1, progress=None):
+    """``finetune(method, offline, cfg, seed)`` for each (method, seed) in ``jobs``, in order. With
+    ``workers`` > 1 the runs are spread over that many processes; each run is seeded on its own, so the
+    results are the same for any number of workers (tests/test_maze_pipeline.py checks it). ``progress``
+    advances by one per finished run."""
+    args = [(method, offline, cfg, seed) for method, seed in jobs]
+    results = []
+    if workers <= 1 or len(args) <= 1:
+        for a in args:
+            results.append(_finetune_job(a))
+            if progress is not None:
+                progress.update(1)
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(min(workers, len(args)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for result in pool.map(_finetune_job, args):  # in order; a later run may finish first and wait here
+            results.append(result)
+            if progress is not None:
+                progress.update(1)
+    return results
+
+
+def _no_progress(desc, total):
+    from contextlib import nullcontext
+    return nullcontext()
+
+
+def run(cfg, seeds, out, progress=_no_progress, log=print, workers=1):
+    """The whole pipeline; writes figures and results.json into ``out`` and returns the results.
+    ``workers`` processes share the fine-tuning runs (``finetune_all``). ``progress(desc, total)`` makes a
+    context-managed bar (``update(n)``) for each stage, e.g. ``functools.partial(tqdm, ...)``."""
     os.makedirs(out, exist_ok=True)
     env = ToyMaze()
     optimal, right = goal_returns()
     log(f"maze: left (optimal) goal return {optimal}, right goal return {right}")
-    checkpoints = train_data_agent(cfg, seed=0, progress=progress)
+    with progress("DQN+RND data agent", cfg.data_agent_steps) as bar:
+        checkpoints = train_data_agent(cfg, seed=0, progress=bar)
     episodes, composition = collect_dataset(cfg, checkpoints, seed=1)
     log(f"dataset: {composition}")
     from gde_ref.data.datasets import datasets_root, save_dataset
@@ -201,12 +248,16 @@ def run(cfg, seeds, out, progress=None, log=print):
         save_dataset(DATASET_ID, episodes, ENV_ID, float(-MAX_EPISODE_STEPS), float(optimal),
                      algorithm_name="DQN+RND checkpoints", metadata={"composition": composition, "config": asdict(cfg)})
     buffer = to_buffer(episodes, env.obs_dim, cfg.discount)
-    offline = train_offline(cfg, buffer, seed=2)
+    with progress("offline CQL", cfg.offline_steps) as bar:
+        offline = train_offline(cfg, buffer, seed=2, progress=bar)
     offline_goal, offline_return = greedy_goal(offline.greedy)
     log(f"offline CQL (alpha {cfg.offline_alpha}): {offline_goal} goal, return {offline_return}")
-    methods = {}
-    for method in METHODS:
-        runs = [finetune(method, offline, cfg, seed) for seed in seeds]
+    methods, seeds = {}, list(seeds)
+    jobs = [(m, seed) for m in METHODS for seed in seeds]
+    with progress(f"fine-tuning runs ({workers} worker{'s' * (workers > 1)})", len(jobs)) as bar:
+        all_runs = finetune_all(offline, cfg, jobs, workers, progress=bar)
+    for i, method in enumerate(METHODS):
+        runs = all_runs[i * len(seeds):(i + 1) * len(seeds)]
         methods[method] = {"final_return": [r["final_return"] for r in runs], "goal": [r["goal"] for r in runs],
                            "curve_steps": [row["env_step"] for row in runs[0]["rows"]],
                            "curves": [[row["eval_return"] for row in r["rows"]] for r in runs],
