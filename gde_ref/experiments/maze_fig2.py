@@ -174,33 +174,47 @@ def greedy_goal(policy):
     return goal, float(episode["rewards"].sum())
 
 
-def finetune(method, offline, cfg, seed):
-    """One fine-tuning run; returns its log rows, exploration visitation counts, final goal and return."""
+def make_learner(method, offline, cfg):
+    """The learner a ``method`` run starts from: a copy of the offline network with the method's alpha (GDE
+    keeps the offline alpha), learning rate ``finetune_lr``; epsilon-greedy for CQL/DQN, DiscreteGDE for GDE."""
     alpha = METHODS[method]
     critic = offline.copy(cql_alpha=cfg.offline_alpha if alpha == "gde" else alpha)
     critic.lr = float(cfg.finetune_lr)
-    learner = DiscreteGDE(critic, cfg.kl_weight) if alpha == "gde" else QFinetuner(critic, cfg.epsilon)
+    return DiscreteGDE(critic, cfg.kl_weight) if alpha == "gde" else QFinetuner(critic, cfg.epsilon)
+
+
+def finetune(method, offline, cfg, seed, on_step=None, learner=None):
+    """One fine-tuning run through the shared loop; returns its log rows, exploration visitation counts,
+    final goal and return, and the learner. ``on_step(stage, obs, action, reward, next_obs, info)`` is called
+    for every transition (for tracing; it must not act on the run); ``learner`` replaces
+    ``make_learner(method, offline, cfg)``, e.g. by a wrapper that records it."""
+    learner = make_learner(method, offline, cfg) if learner is None else learner
     env, eval_env = maze_env(), maze_env()
     obs_dim = env.observation_space.shape[0]
     buffer = ReplayBuffer(cfg.finetune_steps + 1, obs_dim, None, 1, cfg.discount)
     visited = np.zeros(obs_dim)
 
-    def on_step(stage, obs, action, reward, next_obs, info):
+    def count_and_trace(stage, obs, action, reward, next_obs, info):
         if stage == "explore":
             visited[int(np.argmax(obs))] += 1
+        if on_step is not None:
+            on_step(stage, obs, action, reward, next_obs, info)
 
     loop = LoopConfig(cfg.finetune_steps, cfg.eval_period, cfg.eval_steps, cfg.batch_size, cfg.learning_starts)
-    rows = run_online(env, eval_env, learner, buffer, loop, np.random.default_rng(seed), seed=seed, on_step=on_step)
+    rows = run_online(env, eval_env, learner, buffer, loop, np.random.default_rng(seed), seed=seed,
+                      on_step=count_and_trace)
     final_return, _ = final_evaluation(eval_env, learner, cfg.eval_steps, seed=10_000 + seed)
     goal, _ = greedy_goal(learner.exploit_action)
-    return {"rows": rows, "visited": visited, "goal": goal, "final_return": final_return}
+    return {"rows": rows, "visited": visited, "goal": goal, "final_return": final_return, "learner": learner}
 
 
 def _finetune_job(job):
     import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so that the limit below applies to it
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1, "blas"):  # 2x64 networks, one run per core: one BLAS thread each
-        return finetune(*job)
+        result = finetune(*job)
+    del result["learner"]  # the networks stay in the worker; the results are what run() needs
+    return result
 
 
 def finetune_all(offline, cfg, jobs, workers=1, progress=None):
