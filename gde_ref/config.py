@@ -29,11 +29,11 @@ class IQLConfig:
 
 @dataclass(frozen=True)
 class GDEConfig:
-    """Guided Decoupled Exploration, paper Section 4.2.3 and Algorithm 1."""
+    """Guided Decoupled Exploration, paper Section 4.2.3 and Algorithm 1: the learner's settings. F and L
+    (how often and how long the exploitation policy is evaluated) belong to the online loop:
+    ``finetune.loop.LoopConfig.eval_period`` and ``eval_steps``."""
 
     kl_weight: float = 0.3          # rho in Eq. 5, decayed linearly to 0 over the budget
-    eval_period: int = 2_500        # F: evaluate the exploitation policy / maybe swap the teacher (2.5e4 antmaze)
-    eval_steps: int = 5_000         # L: environment steps of one evaluation stage (Table 7)
     n_step: int = 1                 # n-step returns (3 for the sparse-reward mazes)
     buffer_size: int = 250_000      # online-only replay buffer
     exploration_lr: float = 3e-4    # Adam learning rate of the exploration policy
@@ -41,9 +41,8 @@ class GDEConfig:
     def __post_init__(self):
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight (rho) must be >= 0, got {self.kl_weight}")
-        if self.eval_period < 1 or self.eval_steps < 0 or self.n_step < 1 or self.buffer_size < 1:
-            raise ValueError("eval_period, n_step and buffer_size must be >= 1 and eval_steps >= 0, got "
-                             f"{self.eval_period}, {self.n_step}, {self.buffer_size}, {self.eval_steps}")
+        if self.n_step < 1 or self.buffer_size < 1:
+            raise ValueError(f"n_step and buffer_size must be >= 1, got {self.n_step}, {self.buffer_size}")
 
 
 @dataclass(frozen=True)

@@ -229,8 +229,7 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
                 "action_temperature": action_temperature,
                 "checkpoint_period": checkpoint_period or p["checkpoint_period"],
                 "final_eval_steps": p["final_eval_steps"], "buffer_size": buffer_size or p["buffer_size"]}
-    gde_config = GDEConfig(kl_weight=kl_weight, eval_period=settings["eval_period"],
-                           eval_steps=settings["eval_steps"], n_step=n_step, buffer_size=settings["buffer_size"])
+    gde_config = GDEConfig(kl_weight=kl_weight, n_step=n_step, buffer_size=settings["buffer_size"])
     if algo.startswith("gde") and action_temperature != 1.0:
         raise ValueError(f"action_temperature applies to the IQL variants (Fig. 2d), not to {algo!r}")
     if settings["checkpoint_period"] < 1:
