@@ -103,6 +103,20 @@ def test_round_trip_gives_identical_arrays_and_metadata(root, episodes):
     assert os.listdir(root) == ["gde-ref"]  # no staging directory left behind
 
 
+def test_relative_datasets_path(tmp_path, monkeypatch, episodes):
+    """A relative $MINARI_DATASETS_PATH (or datasets_root("runs/x")) saves and loads like an absolute one."""
+    from gde_ref.data.datasets import datasets_root
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "rel/datasets")
+    did = save_dataset("hopper-medium", episodes)
+    assert minari.load_dataset(did).total_episodes == len(episodes)
+    assert os.listdir(tmp_path / "rel" / "datasets") == ["gde-ref"]  # no staging directory left behind
+    with datasets_root("other/minari"):
+        assert os.environ["MINARI_DATASETS_PATH"] == str(tmp_path / "other" / "minari")
+        assert save_dataset("hopper-medium", episodes) == did
+    assert (tmp_path / "other" / "minari" / did).is_dir()
+
+
 def test_minari_reads_the_same_episodes(root, episodes):
     did = save_dataset("hopper-medium", episodes)
     dataset = minari.load_dataset(did)

@@ -123,7 +123,7 @@ def save_dataset(name_or_id, episodes, env_id=None, ref_min_score=None, ref_max_
                                   + (f" with `{extra['command']}`" if "command" in extra else "")
                                   + "; how it was made: metadata key gde_ref")
 
-    root = get_dataset_path()
+    root = pathlib.Path(get_dataset_path()).resolve()  # absolute: Minari re-reads the path from inside staging
     final = root / did
     if final.exists():
         raise FileExistsError(f"dataset {did} already exists at {final}; delete it first "
@@ -185,7 +185,7 @@ def _episode_buffers(episodes, obs_space, act_space):
 def datasets_root(path):
     """Point Minari at another datasets directory for the duration of the block."""
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    os.environ["MINARI_DATASETS_PATH"] = os.path.abspath(os.path.expanduser(str(path)))
     try:
         yield
     finally:
