@@ -12,10 +12,11 @@ COLUMNS = ["env_step", "eval_return", "normalized_score", "teacher_score", "teac
            "q_mean", "critic_loss", "actor_loss", "explore_loss"]
 
 
-def fake_run(folder, algo, seed, final, curve, n_step=1, dataset="hopper-medium", swaps=0):
+def fake_run(folder, algo, seed, final, curve, n_step=1, dataset="hopper-medium", swaps=0, action_temperature=1.0):
     """A run directory as gde-ref finetune writes it, with chosen numbers."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"algo": algo, "seed": seed, "dataset": dataset, "n_step": n_step}))
+    (folder / "config.json").write_text(json.dumps({"algo": algo, "seed": seed, "dataset": dataset, "n_step": n_step,
+                                                    "action_temperature": action_temperature}))
     (folder / "summary.json").write_text(json.dumps({"algo": algo, "dataset": dataset, "seed": seed, "env_steps": 100,
                                                      "final_normalized_score": final, "teacher_swaps": swaps}))
     with open(folder / "log.csv", "w", newline="") as f:
@@ -30,11 +31,12 @@ def test_table_has_each_seed_and_the_mean_and_population_std(tmp_path):
     runs = [fake_run(tmp_path / f"gde{s}", "gde", s, x, [1, 2], swaps=s) for s, x in enumerate([10.0, 20.0, 60.0])]
     runs += [fake_run(tmp_path / f"on{s}", "oniql", s, x, [1, 2]) for s, x in enumerate([5.0, 7.0])]
     runs += [fake_run(tmp_path / "n3", "gde", 0, 1.0, [1, 2], n_step=3)]
+    runs += [fake_run(tmp_path / "t05", "oniql", 0, 3.0, [1, 2], action_temperature=0.5)]  # Fig. 2d: its own row
     table = report(runs, str(tmp_path / "out"))
     scores = np.array([10.0, 20.0, 60.0])
     assert f"| hopper-medium | gde | 0, 1, 2 | 10.0, 20.0, 60.0 | **{scores.mean():.1f} ± {scores.std():.1f}** | 0, 1, 2 |" in table
     assert "| hopper-medium | oniql | 0, 1 | 5.0, 7.0 | **6.0 ± 1.0** | - |" in table
-    assert "| gde, n=3 |" in table
+    assert "| gde, n=3 |" in table and "| hopper-medium | oniql, t=0.5 | 0 | 3.0 |" in table
     assert table.index("oniql") < table.index("| gde |"), "methods in the paper's order"
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {row["method"]: row["final_normalized_score"] for row in saved}["gde"] == [10.0, 20.0, 60.0]

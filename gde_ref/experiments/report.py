@@ -38,11 +38,13 @@ def read_run(path):
 
 
 def group_runs(paths):
-    """{(dataset, label): [(seed, summary, rows), ...]} with label the algo (plus ", n=K" for n-step K > 1)."""
+    """{(dataset, label): [(seed, summary, rows), ...]} with label the algo, plus ", n=K" for n-step K > 1 and
+    ", t=T" for an action temperature T != 1 (Fig. 2d)."""
     groups = defaultdict(list)
     for path in paths:
         config, summary, rows = read_run(path)
         label = config["algo"] + (f", n={config['n_step']}" if config.get("n_step", 1) > 1 else "")
+        label += f", t={config['action_temperature']:g}" if config.get("action_temperature", 1.0) != 1.0 else ""
         groups[(config["dataset"], label)].append((config["seed"], summary, rows))
     for runs in groups.values():
         runs.sort(key=lambda run: run[0])
