@@ -41,6 +41,9 @@ PRESETS = {
     "paper": {"steps": 250_000, "eval_period": 2_500, "eval_steps": 5_000, "checkpoint_period": 10_000,
               "final_eval_steps": 10_000, "buffer_size": 250_000},
 }
+# log.csv: one row per evaluation stage. env_step is where the stage ends (its L steps included); eval_return /
+# normalized_score the exploitation policy's score in it; teacher_* the decision after it; kl_weight (rho),
+# q_mean and the losses are those of the last update before the stage (rho of the step L before env_step).
 LOG_COLUMNS = ("env_step", "eval_return", "normalized_score", "teacher_score", "teacher_swapped", "kl_weight",
                "q_mean", "critic_loss", "actor_loss", "explore_loss")
 CHECKPOINT_FORMAT = "gde_ref/finetune-checkpoint-v1"
