@@ -19,7 +19,10 @@ Why the data agent is commanded to the right goal (measured, see the maze issue'
 here finds the nearer, left goal first, so no checkpoint of a DQN+RND agent trained on the env's own
 reward ever goes right; D4RL's AntMaze data is likewise collected by a goal-commanded agent.
 """
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -223,17 +226,11 @@ def finetune_all(offline, cfg, jobs, workers=1, progress=None):
     results are the same for any number of workers (tests/test_maze_pipeline.py checks it). ``progress``
     advances by one per finished run."""
     args = [(method, offline, cfg, seed) for method, seed in jobs]
+    parallel = workers > 1 and len(args) > 1
     results = []
-    if workers <= 1 or len(args) <= 1:
-        for a in args:
-            results.append(_finetune_job(a))
-            if progress is not None:
-                progress.update(1)
-        return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(min(workers, len(args)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for result in pool.map(_finetune_job, args):  # in order; a later run may finish first and wait here
+    with (ProcessPoolExecutor(min(workers, len(args)), mp_context=multiprocessing.get_context("spawn"))
+          if parallel else nullcontext()) as pool:
+        for result in (pool.map if parallel else map)(_finetune_job, args):  # in order
             results.append(result)
             if progress is not None:
                 progress.update(1)
@@ -241,7 +238,6 @@ def finetune_all(offline, cfg, jobs, workers=1, progress=None):
 
 
 def _no_progress(desc, total):
-    from contextlib import nullcontext
     return nullcontext()
 
 
