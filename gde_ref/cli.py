@@ -22,15 +22,14 @@ def _datasets(args):
 
 
 def _make_dataset(args):
-    import scipy.linalg.cython_blas  # noqa: F401  the BLAS Numba's kernels call: load it so the limit below applies
-    from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
+    from gde_ref.nn.kernels import blas_threads
     from gde_ref.data.generate import make_datasets, planned_steps
     shared = set()  # SAC runs counted once: several names of one task share them
     total = sum(planned_steps(name, args.size, args.preset, seed=args.seed, sac_counted=shared) for name in args.name)
     bar = tqdm(total=total, unit="step", desc=",".join(args.name), disable=args.json, file=sys.stderr, mininterval=1.0)
-    with bar, threadpool_limits(1, "blas"):  # small networks: one BLAS thread is faster on a shared machine
+    with bar, blas_threads(1):  # small networks: one BLAS thread is faster on a shared machine
         made = make_datasets(args.name, args.size, args.seed, args.preset, progress=bar.update,
                              policy_out=args.save_policy, log=None if args.json else bar.write)
     if args.json:
@@ -46,16 +45,15 @@ def _make_dataset(args):
 
 
 def _pretrain(args):
-    import scipy.linalg.cython_blas  # noqa: F401  the BLAS Numba's kernels call: load it so a limit applies
-    from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
+    from gde_ref.nn.kernels import blas_threads
     from gde_ref.experiments.pretrain import PRESETS, pretrain
     preset = PRESETS[args.preset]
     steps = args.steps or preset["steps"]
     bar = tqdm(total=steps, unit="step", desc=f"IQL {args.dataset}", disable=args.json, file=sys.stderr,
                mininterval=1.0)
-    with bar, threadpool_limits(args.blas_threads, "blas"):
+    with bar, blas_threads(args.blas_threads):
         summary = pretrain(args.dataset, args.out, steps, seed=args.seed,
                            eval_every=min(preset["eval_every"], steps), eval_episodes=preset["eval_episodes"],
                            progress=bar, command=" ".join(["gde-ref"] + sys.argv[1:]))
@@ -68,10 +66,9 @@ def _pretrain(args):
 
 
 def _maze(args):
-    import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so the thread limit applies to it
-    from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
+    from gde_ref.nn.kernels import blas_threads
     from gde_ref.experiments.maze_fig2 import preset, run
     cfg = preset(args.preset)
     log = (lambda *a: None) if args.json else (lambda text: tqdm.write(text, file=sys.stderr))
@@ -79,7 +76,7 @@ def _maze(args):
     def progress(desc, total):
         return tqdm(total=total, desc=desc, disable=args.json, file=sys.stderr, mininterval=1.0)
 
-    with threadpool_limits(1, "blas"):  # 2x64 networks: one BLAS thread is fastest
+    with blas_threads(1):  # 2x64 networks: one BLAS thread is fastest
         results = run(cfg, range(args.seeds), args.out, progress=progress, log=log, workers=args.workers)
     if args.json:
         keep = ("final_return", "goal")
@@ -120,16 +117,15 @@ def _fill_finetune_settings(args):
 
 
 def _finetune(args):
-    import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so the thread limit applies to it
-    from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
+    from gde_ref.nn.kernels import blas_threads
     from gde_ref.experiments.finetune import PRESETS, finetune
     _fill_finetune_settings(args)
     steps = args.steps or PRESETS[args.preset]["steps"]
     bar = tqdm(total=steps, unit="step", desc=f"{args.algo} {args.dataset}", disable=args.json, file=sys.stderr,
                mininterval=1.0)
-    with bar, threadpool_limits(1, "blas"):  # one update per env step on small batches: one BLAS thread
+    with bar, blas_threads(1):  # one update per env step on small batches: one BLAS thread
         summary = finetune(args.dataset, args.algo, args.out, steps=args.steps, seed=args.seed, preset=args.preset,
                            offline_path=args.offline, resume=args.resume, kl_weight=args.kl_weight,
                            n_step=args.n_step, action_temperature=args.action_temperature,

@@ -37,6 +37,7 @@ from gde_ref.data.buffer import ReplayBuffer
 from gde_ref.envs.maze import MAX_EPISODE_STEPS, ToyMaze, goal_returns, visitation_counts
 from gde_ref.finetune.discrete import DiscreteGDE, QFinetuner
 from gde_ref.finetune.loop import LoopConfig, final_evaluation, run_online
+from gde_ref.nn.kernels import blas_threads
 
 ENV_ID = "gde_ref/ToyMaze-v0"
 DATASET_ID = "gde-ref/toymaze/fig2-v0"
@@ -212,9 +213,7 @@ def finetune(method, offline, cfg, seed, on_step=None, learner=None):
 
 
 def _finetune_job(job):
-    import scipy.linalg.cython_blas  # noqa: F401  load Numba's BLAS so that the limit below applies to it
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1, "blas"):  # 2x64 networks, one run per core: one BLAS thread each
+    with blas_threads(1):  # 2x64 networks, one run per core: one BLAS thread each
         result = finetune(*job)
     del result["learner"]  # the networks stay in the worker; the results are what run() needs
     return result

@@ -29,6 +29,14 @@ def kernel(fn):
     return njit(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)(fn)
 
 
+def blas_threads(n):
+    """A context in which the BLAS that the kernels' ``np.dot`` calls uses ``n`` threads (threadpoolctl).
+    It loads that BLAS (scipy's, which Numba calls) first: a limit applies only to libraries already loaded."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(n, "blas")
+
+
 N_IN, N_OUT, W_OFFSET, B_OFFSET, ACT_COLUMN = 0, 1, 2, 3, 4
 
 
