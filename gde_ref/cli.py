@@ -182,8 +182,9 @@ def build_parser():
                      help="budgets: quick 2k steps, laptop 100k (default), paper 1M")
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--out", required=True, metavar="DIR", help="run directory")
-    pre.add_argument("--blas-threads", type=int, default=os.cpu_count() or 1,
-                     help="BLAS threads (default: all cores; use 1 when running several processes at once)")
+    pre.add_argument("--blas-threads", type=int, default=1,
+                     help="BLAS threads (default 1: 2x256 networks gain little from more, and a process that "
+                     "takes every core slows down badly beside any other; raise it on an idle machine)")
     pre.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     pre.set_defaults(run=_pretrain)
     fin = sub.add_parser("finetune", help="fine-tune an offline IQL agent online with GDE or a Table 1 variant "

@@ -21,6 +21,7 @@ stored. Without it, s'_i = s_{i+1} inside an episode, and the last step of each 
 * dropped if it is a timeout or the file's unflagged last step (s' unknown; as ``qlearning_dataset``).
 Episode returns and lengths are always those of the whole episodes, before any step is dropped.
 """
+import hashlib
 import json
 import os
 import pathlib
@@ -78,6 +79,18 @@ class OfflineDataset:
             raise ValueError(f"dataset {self.source} has no reference returns; pass a task (env='hopper') "
                              "when loading it, or use gde_ref.envs.make.normalize_return with your own")
         return normalize_return(returns, self.ref_min_score, self.ref_max_score)
+
+    def fingerprint(self):
+        """sha256 (hex, first 16 characters) of the transitions' bytes: observations, actions, rewards,
+        next observations, terminals and timeouts. An offline agent records the fingerprint of its data,
+        so a dataset remade with other contents is told apart from the one the agent was trained on."""
+        h = hashlib.sha256()
+        for a in (self.observations, self.actions, self.rewards, self.next_observations, self.terminals,
+                  self.timeouts):
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def behaviour_score(self):

@@ -43,15 +43,25 @@ def evaluate(agent, normalizer, env, episodes, seed):
     return float(np.mean(returns))
 
 
+def adam_arrays(agent):
+    """name -> Adam's m, v and t of each of the agent's trained networks (``adam/q1/m``, ...), by reference."""
+    return {f"adam/{name}/{part}": getattr(adam, part) for name, adam in agent.adam.items() for part in "mvt"}
+
+
 def save_offline(path, agent, normalizer, meta):
-    """DIR/offline.npz: every network, the observation normaliser and the metadata (config included)."""
-    arrays = dict(agent.state_arrays(), obs_mean=normalizer.mean, obs_std=normalizer.std)
+    """DIR/offline.npz: every network, the Adam states of the trained ones (m, v, t: fine-tuning continues
+    them, as IQL's own fine-tuning continues one learner across both phases), the observation normaliser
+    and the metadata (config included)."""
+    arrays = dict(agent.state_arrays(), obs_mean=normalizer.mean, obs_std=normalizer.std, **adam_arrays(agent))
     save_npz(path, arrays, {"format": FORMAT, "config": dataclasses.asdict(agent.config),
-                            "obs_dim": agent.obs_dim, "act_dim": agent.act_dim, **meta})
+                            "obs_dim": agent.obs_dim, "act_dim": agent.act_dim, "adam_states": True, **meta})
 
 
 def load_offline(path, task=None):
-    """(IQLAgent, ObsNormalizer, meta) from an offline.npz; ``task`` checks it was trained on that task."""
+    """(IQLAgent, ObsNormalizer, meta) from an offline.npz; ``task`` checks it was trained on that task.
+
+    The agent's Adam states are the saved ones when the file has them (``meta["adam_states"]``; files
+    written before they were saved have fresh states, m = v = 0, t = 0)."""
     arrays, meta = load_npz(path, "offline agent")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not an IQL offline agent (format {meta.get('format')!r}); "
@@ -63,6 +73,9 @@ def load_offline(path, task=None):
     config = IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])})
     agent = IQLAgent(meta["obs_dim"], meta["act_dim"], config)
     agent.load_state_arrays(arrays)
+    if meta.get("adam_states"):
+        for name, target in adam_arrays(agent).items():
+            target[...] = arrays[name]
     return agent, ObsNormalizer(arrays["obs_mean"], arrays["obs_std"]), meta
 
 
@@ -102,7 +115,8 @@ def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, conf
                "seconds": round(time.perf_counter() - t0, 1)}
     os.makedirs(out, exist_ok=True)
     save_offline(os.path.join(out, "offline.npz"), agent, arrays.normalizer,
-                 {"task": task, "dataset": dataset, "seed": seed, "steps": steps, "reward_scale": arrays.reward_scale,
+                 {"task": task, "dataset": dataset, "data_fingerprint": data.fingerprint(), "seed": seed,
+                  "steps": steps, "reward_scale": arrays.reward_scale,
                   "normalized_score": summary["normalized_score"], "command": command})
     with open(os.path.join(out, "log.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
