@@ -96,7 +96,7 @@ def _report(args):
 
 
 FINETUNE_DEFAULTS = {"algo": "gde", "seed": 0, "preset": "laptop", "kl_weight": 0.3, "n_step": 1,
-                     "action_temperature": 1.0}
+                     "action_temperature": 1.0, "update_during_stages": False, "reset_optimizers": False}
 
 
 def _fill_finetune_settings(args):
@@ -108,7 +108,8 @@ def _fill_finetune_settings(args):
     if args.resume and os.path.isfile(config):
         with open(config) as f:
             saved = json.load(f)
-    for key in ("dataset", "steps", "eval_period", "eval_steps", *FINETUNE_DEFAULTS):
+    for key in ("dataset", "steps", "eval_period", "eval_steps", "evaluation_stages", "report_period",
+                "report_episodes", *FINETUNE_DEFAULTS):
         if getattr(args, key) is None:
             setattr(args, key, saved.get(key, FINETUNE_DEFAULTS.get(key)))
     if args.dataset is None:
@@ -130,13 +131,18 @@ def _finetune(args):
                            offline_path=args.offline, resume=args.resume, kl_weight=args.kl_weight,
                            n_step=args.n_step, action_temperature=args.action_temperature,
                            eval_period=args.eval_period, eval_steps=args.eval_steps,
-                           checkpoint_period=args.checkpoint_period, progress=bar,
+                           evaluation_stages=args.evaluation_stages, update_during_stages=args.update_during_stages,
+                           reset_optimizers=args.reset_optimizers, report_period=args.report_period,
+                           report_episodes=args.report_episodes, checkpoint_period=args.checkpoint_period, progress=bar,
                            command=" ".join(["gde-ref"] + sys.argv[1:]))
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{args.algo} on {args.dataset}: final normalized score {summary['final_normalized_score']:.1f} after "
-              f"{summary['env_steps']} env steps, {summary['teacher_swaps']} teacher swaps; wrote {args.out}/")
+        print(f"{args.algo} on {args.dataset}: final normalized score {summary['final_normalized_score']:.1f} (mean of "
+              f"the last {summary['final_window']} reporting evaluations; the last one "
+              f"{summary['last_normalized_score']:.1f}) after {summary['env_steps']} env steps "
+              f"({summary['evaluation_stage_steps']} in evaluation stages), {summary['updates']} updates, "
+              f"{summary['teacher_swaps']} teacher swaps; wrote {args.out}/")
     return 0
 
 
@@ -207,6 +213,19 @@ def build_parser():
     fin.add_argument("--action-temperature", type=float, default=None, help="Fig. 2d's t (IQL variants, default 1)")
     fin.add_argument("--eval-period", type=int, default=None, help="F (default: the preset's)")
     fin.add_argument("--eval-steps", type=int, default=None, help="L (default: the preset's)")
+    fin.add_argument("--evaluation-stages", action=argparse.BooleanOptionalAction, default=None,
+                     help="run GDE's evaluation stage (L steps of the exploitation policy every F, stored and "
+                     "counted in the budget); default: on for gde and its ablations only. --evaluation-stages "
+                     "gives a baseline the same stages (an equal-data comparison)")
+    fin.add_argument("--update-during-stages", action=argparse.BooleanOptionalAction, default=None,
+                     help="also update the learner during stage steps (default no: the policy a stage scores is "
+                     "the one the teacher becomes)")
+    fin.add_argument("--reset-optimizers", action=argparse.BooleanOptionalAction, default=None,
+                     help="start every Adam state afresh (default: continue the offline agent's)")
+    fin.add_argument("--report-period", type=int, default=None,
+                     help="env steps between reporting evaluations (default: the preset's; not counted)")
+    fin.add_argument("--report-episodes", type=int, default=None,
+                     help="complete episodes per reporting evaluation (default: the preset's)")
     fin.add_argument("--checkpoint-period", type=int, default=None, help="env steps between checkpoints")
     fin.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     fin.set_defaults(run=_finetune)
@@ -244,7 +263,8 @@ def main(argv=None):
     if args.command == "pretrain" and ((args.steps is not None and args.steps < 1) or args.blas_threads < 1):
         parser.error("--steps and --blas-threads must be >= 1")
     if args.command == "finetune":
-        bad = [f"--{k.replace('_', '-')}" for k in ("steps", "eval_period", "eval_steps", "checkpoint_period")
+        bad = [f"--{k.replace('_', '-')}" for k in ("steps", "eval_period", "eval_steps", "checkpoint_period",
+                                                     "report_period", "report_episodes")
                if getattr(args, k) is not None and getattr(args, k) < 1]
         bad += ["--n-step"] if args.n_step is not None and args.n_step < 1 else []
         if bad:

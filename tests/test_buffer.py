@@ -78,6 +78,62 @@ def test_state_dict_resumes_mid_episode():
         np.testing.assert_array_equal(getattr(full, name), getattr(resumed, name))
 
 
+def stored(buf):
+    """{first obs: (n-step return, next obs, discount)} of everything folded so far."""
+    return {float(buf.obs[i, 0]): (float(buf.rewards[i]), float(buf.next_obs[i, 0]), float(buf.discounts[i]))
+            for i in range(len(buf))}
+
+
+def test_two_interleaved_streams_keep_their_own_n_step_returns():
+    """Exploration (obs 0, 1, 2, ...) and an evaluation stage (obs 100, 101, ...) feed one buffer in turns,
+    as the loop does: explore 2 steps, a 2-step stage, explore 2 more. Each n = 3 return sums its own
+    stream's rewards and bootstraps from its own stream's state; the stage's unfinished steps are folded
+    as a truncation when the stage ends (end_stream), the exploration stream's stay pending across it."""
+    g = GAMMA
+    buf = ReplayBuffer(20, 1, None, n_step=3, discount=g)
+    explore_r = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}
+    stage_r = {100: 10.0, 101: 20.0}
+
+    def step(t, r, stream):
+        buf.add([t], t, r, [t + 1], terminated=False, stream=stream)
+
+    step(0, explore_r[0], "explore")
+    step(1, explore_r[1], "explore")
+    step(100, stage_r[100], "stage")
+    step(101, stage_r[101], "stage")
+    assert len(buf) == 0 and buf.pending_steps("explore") == 2 and buf.pending_steps("stage") == 2
+    buf.end_stream("stage")   # the stage ends mid-episode: a truncation at state 102
+    assert buf.pending_steps("stage") == 0 and buf.pending_steps("explore") == 2
+    step(2, explore_r[2], "explore")
+    step(3, explore_r[3], "explore")
+    got = stored(buf)
+    want = {100: (10 + g * 20, 102, g ** 2), 101: (20.0, 102, g),                     # the stage's own two steps
+            0: (1 + g * 2 + g * g * 3, 3, g ** 3), 1: (2 + g * 3 + g * g * 4, 4, g ** 3)}   # exploration only
+    assert set(got) == set(want)
+    for first, (ret, nxt, disc) in want.items():
+        np.testing.assert_allclose(got[first], (ret, nxt, disc), rtol=1e-6, err_msg=f"transition from {first}")
+    buf.end_stream("stage")   # nothing pending: a no-op
+    assert len(buf) == 4
+
+
+def test_state_dict_keeps_every_streams_pending_steps():
+    def run(split):
+        buf = ReplayBuffer(20, 1, None, n_step=3, discount=GAMMA)
+        for t in range(6):
+            if t == split:
+                state = {k: np.copy(v) for k, v in buf.state_dict().items()}
+                buf = ReplayBuffer(20, 1, None, n_step=3, discount=GAMMA)
+                buf.load_state_dict(state)
+            buf.add([t], t, float(t), [t + 1], terminated=False, stream="explore")
+            buf.add([100 + t], t, 10.0 + t, [101 + t], terminated=False, stream="stage")
+        buf.end_stream("stage")
+        return buf
+    full, resumed = run(-1), run(4)
+    assert len(full) == 10
+    for name in ("obs", "next_obs", "actions", "rewards", "discounts"):
+        np.testing.assert_array_equal(getattr(full, name), getattr(resumed, name))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_step >= 1"):
         ReplayBuffer(10, 1, None, n_step=0)

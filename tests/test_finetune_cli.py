@@ -67,7 +67,13 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsy
     with pytest.raises(RunInterrupted):
         finetune("hopper-medium", algo, str(b), offline_path=agents["hopper"], interrupt_at=300, **BUDGET)
     arrays, meta = load_npz(b / "checkpoint.npz")
-    assert meta["loop"]["env_step"] == 400 and len(meta["loop"]["rows"]) == 2 and not (b / "summary.json").exists()
+    # rows before the checkpoint at 400. gde: reports at 0 and 250 (due at 200, inside the stage [150, 250)),
+    # stages ending at 100, 250 and 400; rnd (no stages): reports at 0 and 200. The report due at 400 comes
+    # after the checkpoint.
+    want = ([("report", 0), ("stage", 100), ("stage", 250), ("report", 250), ("stage", 400)] if algo == "gde"
+            else [("report", 0), ("report", 200)])
+    assert [(r["kind"], r["env_step"]) for r in meta["loop"]["rows"]] == want
+    assert meta["loop"]["env_step"] == 400 and not (b / "summary.json").exists()
     assert meta["envs"]["env"]["elapsed_steps"] > 0, "killed mid-episode: the MuJoCo state must be restored"
     # gde: resumed with every setting repeated; rnd: with --out and --resume only (the rest from config.json)
     again = ["--dataset", "hopper-medium", "--algo", algo, "--from", agents["hopper"], *CLI_BUDGET] if algo == "gde" else []
@@ -92,11 +98,21 @@ def test_outputs_of_a_gde_run(agents, tmp_path):
     with open(out / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == LOG_COLUMNS
-    # stages end at 100, 350, 600; the first precedes every update (no losses yet), rho decays to 0
-    assert [int(r["env_step"]) for r in rows] == [100, 350, 600]
-    assert rows[0]["critic_loss"] == "nan" and float(rows[1]["critic_loss"]) > 0
-    assert float(rows[0]["kl_weight"]) == 0.3 > float(rows[1]["kl_weight"]) > float(rows[2]["kl_weight"]) > 0
-    assert sum(int(r["teacher_swapped"]) for r in rows) == summary["teacher_swaps"]
+    stages = [r for r in rows if r["kind"] == "stage"]
+    reports = [r for r in rows if r["kind"] == "report"]
+    # stages at every multiple of F = 150, L = 100 steps each; the first precedes every update (no losses
+    # yet), rho decays to 0; reports every 200 steps (the one due inside a stage right after it) and at T
+    assert [int(r["env_step"]) for r in stages] == [100, 250, 400, 550]
+    assert [int(r["env_step"]) for r in reports] == [0, 250, 400, 600]
+    assert stages[0]["critic_loss"] == "nan" and float(stages[1]["critic_loss"]) > 0
+    kl = [float(r["kl_weight"]) for r in stages]
+    assert kl[0] == 0.3 > kl[1] > kl[2] > kl[3] > 0
+    assert sum(int(r["teacher_swapped"]) for r in stages) == summary["teacher_swaps"]
+    assert summary["evaluation_stage_steps"] == 400 and summary["exploration_steps"] == 200
+    assert summary["updates"] == int(reports[-1]["updates"]) == 200, "one update per exploration step"
+    scores = [float(r["normalized_score"]) for r in reports]
+    assert np.isclose(summary["final_normalized_score"], np.mean(scores[-10:]))
+    assert np.isclose(summary["last_normalized_score"], scores[-1])
     assert (out / "curve.png").stat().st_size > 1000
     arrays, meta = load_npz(out / "checkpoint.npz")
     assert meta["loop"]["env_step"] == 600 and meta["learner"]["swaps"] == summary["teacher_swaps"]

@@ -198,13 +198,15 @@ def test_end_to_end_gde_on_hopper_with_n_step_3():
     assert buffer.n_step == 3
     learner = make_learner("gde", agent(), identity(), 1.0, cfg)
     rows = run(learner, buffer, total=300)
-    assert [r["env_step"] for r in rows] == [50, 200]       # stages: [0, 50) and [150, 200)
-    pending = len(buffer._pending)
+    assert [r["env_step"] for r in rows] == [50, 150, 250]  # stages: [0, 50), [100, 150), [200, 250)
+    assert buffer.pending_steps("stage") == 0, "a stage's unfinished n-step returns are folded when it ends"
+    pending = buffer.pending_steps("explore")
     assert buffer.total_added + pending == 300, "every step, evaluation stages included, counts and is stored"
-    assert set(rows[0]) == {"env_step", "eval_return", "teacher_score", "teacher_swapped", "kl_weight"}
+    assert set(rows[0]) == {"kind", "env_step", "exploration_steps", "updates", "eval_return", "teacher_score",
+                            "teacher_swapped", "kl_weight"}
     assert LOG_COLUMNS | {"explore_loss"} <= set(rows[1])
     assert rows[0]["teacher_score"] == rows[0]["eval_return"] and rows[0]["teacher_swapped"] == 0
-    assert all(np.isfinite(v) for r in rows for v in r.values())
+    assert all(np.isfinite(v) for r in rows for k, v in r.items() if k != "kind")
     allowed = np.array([0.0, 0.99, 0.99 ** 2, 0.99 ** 3], np.float32)   # gamma^m (1 - terminal), m <= 3
     stored = buffer.discounts[:len(buffer)]
     assert np.isclose(stored[:, None], allowed).any(axis=1).all()
@@ -216,7 +218,7 @@ def test_every_algo_runs_in_the_loop(algo):
     cfg = GDEConfig(buffer_size=500)
     buffer = make_buffer(algo, OBS, ACT, cfg, offline=fake_offline())
     rows = run(make_learner(algo, agent(), identity(), 1.0, cfg), buffer, total=150, period=60, steps=20)
-    assert [r["env_step"] for r in rows] == [20, 100] and {"teacher_score", "kl_weight"} <= set(rows[-1])
+    assert [r["env_step"] for r in rows] == [20, 80, 140] and {"teacher_score", "kl_weight"} <= set(rows[-1])
 
 
 def test_bad_input_gives_a_clear_error():

@@ -8,6 +8,12 @@ where m = n, or fewer steps when the episode ends first. The bootstrapped target
 ``R_t + discount_t * V(s_{t+m})`` for any n, which is what every update step computes
 (``Batch.discounts``). A time-limit truncation is *not* a terminal: its transitions keep bootstrapping
 (D4RL/IQL convention); a termination (a goal, a fall) stops the bootstrap.
+
+Several environments may feed one buffer (the exploration env and the evaluation-stage env of
+Algorithm 1): each is a *stream* with its own pending queue, so an n-step return never mixes rewards of
+two envs and its next state comes from the same env. ``end_stream`` folds a stream's pending steps as a
+truncation (they bootstrap from that stream's last next state) when its env stops without the episode
+ending, e.g. at the end of an evaluation stage.
 """
 from collections import deque
 
@@ -41,7 +47,8 @@ class ReplayBuffer:
         self.rewards = np.zeros(self.capacity, dtype)
         self.discounts = np.zeros(self.capacity, dtype)
         self.size, self.next_index, self.total_added = 0, 0, 0
-        self._pending = deque()  # the current episode's last < n steps, not yet folded
+        self._pending = {}    # stream -> the current episode's last < n steps, not yet folded
+        self._last_next = {}  # stream -> the next state of its latest step (what end_stream bootstraps from)
 
     def __len__(self):
         return self.size
@@ -55,25 +62,42 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
         self.total_added += 1
 
-    def _fold(self, next_obs, terminal):
-        """Store the n-step transition that starts at the oldest pending step."""
+    def _fold(self, pending, next_obs, terminal):
+        """Store the n-step transition that starts at the oldest of ``pending`` (one stream's queue)."""
         ret, g = 0.0, 1.0
-        for _, _, r in self._pending:
+        for _, _, r in pending:
             ret += g * r
             g *= self.discount
-        obs, action, _ = self._pending.popleft()
+        obs, action, _ = pending.popleft()
         self._store(obs, action, ret, next_obs, 0.0 if terminal else g)
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated=False):
-        """Add one environment step. ``terminated``: the episode ended in a terminal state (no bootstrap);
-        ``truncated``: it was cut by a time limit (bootstrap from next_obs). Either ends the episode."""
-        self._pending.append((np.array(obs, copy=True), action if self.discrete else np.array(action, copy=True),
-                              float(reward)))
+    def add(self, obs, action, reward, next_obs, terminated, truncated=False, stream="main"):
+        """Add one environment step of ``stream`` (one env; see the module docstring). ``terminated``: the
+        episode ended in a terminal state (no bootstrap); ``truncated``: it was cut by a time limit
+        (bootstrap from next_obs). Either ends the episode."""
+        pending = self._pending.setdefault(stream, deque())
+        pending.append((np.array(obs, copy=True), action if self.discrete else np.array(action, copy=True),
+                        float(reward)))
         if terminated or truncated:
-            while self._pending:
-                self._fold(next_obs, terminated)
-        elif len(self._pending) == self.n_step:
-            self._fold(next_obs, False)
+            while pending:
+                self._fold(pending, next_obs, terminated)
+            self._last_next.pop(stream, None)
+        else:
+            self._last_next[stream] = np.array(next_obs, copy=True)
+            if len(pending) == self.n_step:
+                self._fold(pending, next_obs, False)
+
+    def end_stream(self, stream="main"):
+        """``stream``'s env stops mid-episode (an evaluation stage ends): fold its pending steps as a
+        truncation, each bootstrapping from the stream's last next state. Nothing pending: nothing to do."""
+        pending = self._pending.get(stream)
+        while pending:
+            self._fold(pending, self._last_next[stream], False)
+        self._last_next.pop(stream, None)
+
+    def pending_steps(self, stream="main"):
+        """How many of ``stream``'s steps wait for their n-step return (always 0 for n = 1)."""
+        return len(self._pending.get(stream, ()))
 
     def add_batch(self, obs, actions, rewards, next_obs, discounts):
         """Add already-formed transitions (e.g. a dataset), ``discounts`` = gamma^m (1 - terminal)."""
@@ -90,14 +114,21 @@ class ReplayBuffer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self):
-        """Everything needed to continue exactly where this buffer is (for checkpoints)."""
-        pending = list(self._pending)
-        return {"obs": self.obs, "next_obs": self.next_obs, "actions": self.actions, "rewards": self.rewards,
-                "discounts": self.discounts,
-                "counters": np.array([self.size, self.next_index, self.total_added], np.int64),
-                "pending_obs": np.array([p[0] for p in pending]).reshape(len(pending), self.obs.shape[1]),
-                "pending_actions": np.array([p[1] for p in pending]).reshape((len(pending),) + self.actions.shape[1:]),
-                "pending_rewards": np.array([p[2] for p in pending], np.float64)}
+        """Everything needed to continue exactly where this buffer is (for checkpoints): the arrays, the
+        counters and, per stream, its pending steps (``pending/STREAM/...``) and last next state."""
+        out = {"obs": self.obs, "next_obs": self.next_obs, "actions": self.actions, "rewards": self.rewards,
+               "discounts": self.discounts,
+               "counters": np.array([self.size, self.next_index, self.total_added], np.int64)}
+        for stream, pending in self._pending.items():
+            if not pending:
+                continue
+            pending = list(pending)
+            out[f"pending/{stream}/obs"] = np.array([p[0] for p in pending]).reshape(len(pending), self.obs.shape[1])
+            out[f"pending/{stream}/actions"] = np.array([p[1] for p in pending]).reshape(
+                (len(pending),) + self.actions.shape[1:])
+            out[f"pending/{stream}/rewards"] = np.array([p[2] for p in pending], np.float64)
+            out[f"pending/{stream}/last_next"] = self._last_next[stream]
+        return out
 
     def load_state_dict(self, state):
         for name in ("obs", "next_obs", "actions", "rewards", "discounts"):
@@ -106,5 +137,10 @@ class ReplayBuffer:
                                  f"{getattr(self, name).shape}: it was saved for another task or capacity")
             getattr(self, name)[:] = state[name]
         self.size, self.next_index, self.total_added = (int(x) for x in state["counters"])
-        self._pending = deque((o, (int(a) if self.discrete else a), float(r)) for o, a, r in
-                              zip(state["pending_obs"], state["pending_actions"], state["pending_rewards"]))
+        self._pending, self._last_next = {}, {}
+        streams = {key.split("/")[1] for key in state if key.startswith("pending/")}
+        for stream in sorted(streams):
+            part = {name: state[f"pending/{stream}/{name}"] for name in ("obs", "actions", "rewards", "last_next")}
+            self._pending[stream] = deque((o, (int(a) if self.discrete else a), float(r)) for o, a, r in
+                                          zip(part["obs"], part["actions"], part["rewards"]))
+            self._last_next[stream] = part["last_next"]

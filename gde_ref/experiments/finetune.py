@@ -12,6 +12,7 @@ bit-identical to a run that was never interrupted.
 """
 import csv
 import dataclasses
+import io
 import json
 import os
 import time
@@ -20,35 +21,44 @@ import numpy as np
 
 from gde_ref import plots
 from gde_ref.agents.iql import IQLAgent
-from gde_ref.checkpoint import load_npz, save_npz, write_json
+from gde_ref.checkpoint import load_npz, save_npz, write_json, write_text
 from gde_ref.config import GDEConfig, IQLConfig
 from gde_ref.data.buffer import ReplayBuffer
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.envs.make import make_env, normalized_score, parse_dataset_name
 from gde_ref.experiments import pretrain as pretrain_recipe
 from gde_ref.finetune.gde import GDEFinetuner
-from gde_ref.finetune.loop import LoopConfig, LoopState, final_evaluation, run_online
-from gde_ref.finetune.variants import ALGOS, OFFLINE_DATA_ALGOS, RNDFinetuner, make_buffer, make_learner
+from gde_ref.finetune.loop import LoopConfig, LoopState, final_score, report_rows, run_online
+from gde_ref.finetune.variants import ALGOS, OFFLINE_DATA_ALGOS, STAGE_ALGOS, RNDFinetuner, make_buffer, make_learner
 
-# Budgets in env steps. F (eval_period) and L (eval_steps) as in the paper for ``paper`` (Table 7:
-# F = 2500, L = 5000, 250K steps); ``laptop`` keeps F and shortens L to 1000 (one full episode) so that
-# most of a 50K budget (about 6 min at >= 150 steps/s, plus a 100K-step pretraining once) explores.
+# Budgets in env steps (the protocol: ``finetune.loop``). F as the paper's locomotion setting (B.3: F = 2500).
+# L is not given for locomotion (Table 7's L = 5000 goes with antmaze's F = 2.5e4, 20% of each period): we
+# keep that share, L = F / 5 = 500, so GDE spends 20% of its budget in evaluation stages at every preset
+# (quick: 50 / 200 = 25%). The reporting evaluation (not counted) runs every ``report_period`` steps,
+# ``report_episodes`` complete episodes; the final score is the mean of the last ``final_window`` (B.1).
 PRESETS = {
-    "quick": {"steps": 600, "eval_period": 200, "eval_steps": 100, "checkpoint_period": 200,
-              "final_eval_steps": 200, "buffer_size": 10_000},
-    "laptop": {"steps": 50_000, "eval_period": 2_500, "eval_steps": 1_000, "checkpoint_period": 5_000,
-               "final_eval_steps": 5_000, "buffer_size": 250_000},
-    "paper": {"steps": 250_000, "eval_period": 2_500, "eval_steps": 5_000, "checkpoint_period": 10_000,
-              "final_eval_steps": 10_000, "buffer_size": 250_000},
+    "quick": {"steps": 600, "eval_period": 200, "eval_steps": 50, "checkpoint_period": 200,
+              "report_period": 200, "report_episodes": 2, "buffer_size": 10_000},
+    "laptop": {"steps": 50_000, "eval_period": 2_500, "eval_steps": 500, "checkpoint_period": 5_000,
+               "report_period": 2_500, "report_episodes": 5, "buffer_size": 250_000},
+    "paper": {"steps": 250_000, "eval_period": 2_500, "eval_steps": 500, "checkpoint_period": 10_000,
+              "report_period": 5_000, "report_episodes": 10, "buffer_size": 250_000},
 }
-# log.csv: one row per evaluation stage. env_step is where the stage ends (its L steps included); eval_return /
-# normalized_score the exploitation policy's score in it; teacher_* the decision after it; kl_weight (rho),
-# q_mean and the losses are those of the last update before the stage (rho of the step L before env_step).
-LOG_COLUMNS = ("env_step", "eval_return", "normalized_score", "teacher_score", "teacher_swapped", "kl_weight",
-               "q_mean", "critic_loss", "actor_loss", "explore_loss")
-CHECKPOINT_FORMAT = "gde_ref/finetune-checkpoint-v1"
+FINAL_WINDOW = 10   # locomotion: the reported score is the mean of the last 10 reporting evaluations (B.1)
+# log.csv: one row per evaluation, written as it happens. kind: "report" (the reporting evaluation: eval_return
+# is the mean over ``episodes`` complete episodes, eval_return_std their std) or "stage" (GDE's evaluation
+# stage: eval_return is its score, teacher_* the decision after it). env_step / exploration_steps / updates:
+# the budget used when the row was made (all env steps / those outside stages / learner updates). kl_weight
+# (rho), q_mean and the losses are those of the last update before the row.
+LOG_COLUMNS = ("kind", "env_step", "exploration_steps", "updates", "eval_return", "normalized_score",
+               "eval_return_std", "episodes", "teacher_score", "teacher_swapped", "kl_weight", "q_mean",
+               "critic_loss", "actor_loss", "explore_loss")
+CHECKPOINT_FORMAT = "gde_ref/finetune-checkpoint-v2"
 SETTINGS_CHECKED_ON_RESUME = ("dataset", "algo", "seed", "steps", "eval_period", "eval_steps", "kl_weight",
-                              "n_step", "action_temperature")
+                              "n_step", "action_temperature", "evaluation_stages", "update_during_stages",
+                              "reset_optimizers", "report_period", "report_episodes")
+LOOP_STATE_FIELDS = ("env_step", "stage_steps", "updates", "next_stage", "n_stages", "next_report", "n_reports",
+                     "next_checkpoint", "stats", "rows")
 
 
 class RunInterrupted(RuntimeError):
@@ -150,7 +160,7 @@ def save_checkpoint(path, task, state, learner, buffer, rng, env, eval_env, setu
         env_arrays[f"{name}/mj_state"], env_info[name] = env_state(e)
     arrays.update(env_arrays, **{"loop/obs": np.asarray(state.obs), "setup/obs_mean": setup["normalizer"].mean,
                                  "setup/obs_std": setup["normalizer"].std})
-    loop = {k: getattr(state, k) for k in ("env_step", "next_eval", "n_evals", "next_checkpoint", "stats", "rows")}
+    loop = {k: getattr(state, k) for k in LOOP_STATE_FIELDS}
     meta = {"format": CHECKPOINT_FORMAT, "task": task, "loop": loop, "rng": rng.bit_generator.state,
             "envs": env_info, "learner": learner_scalars(learner), "reward_scale": setup["reward_scale"],
             "iql_config": dataclasses.asdict(setup["agent"].config), "obs_dim": setup["agent"].obs_dim,
@@ -193,29 +203,66 @@ def offline_agent(dataset, task, seed, preset, offline_path, out, iql_config=Non
 
 def _log_row(task, row):
     full = {"normalized_score": float(normalized_score(task, row["eval_return"])), **row}
-    return {k: full.get(k, float("nan")) for k in LOG_COLUMNS}
+    return {k: full.get(k, "" if k == "kind" else float("nan")) for k in LOG_COLUMNS}
 
 
-def _write_outputs(out, task, algo, rows, summary):
-    with open(os.path.join(out, "log.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
+def _check_resumable(out, settings):
+    """RUN's saved settings (config.json), if RUN has a checkpoint and was started with ``settings``."""
+    if not os.path.isfile(os.path.join(out, "checkpoint.npz")):
+        raise FileNotFoundError(f"no checkpoint at {os.path.join(out, 'checkpoint.npz')} to resume: start the run "
+                                "without --resume")
+    with open(os.path.join(out, "config.json")) as f:
+        saved = json.load(f)
+    changed = [k for k in SETTINGS_CHECKED_ON_RESUME if saved.get(k) != settings[k]]
+    if changed:
+        raise ValueError(f"{out} was started with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}): "
+                         "resume with the same ones")
+    return saved
+
+
+class RunLog:
+    """RUN/log.csv written row by row as the run goes, and RUN/curve.png redrawn at each reporting evaluation.
+    ``rows``: the rows already made (a resumed run's, from its checkpoint): the file is rewritten with them,
+    atomically, so rows logged after that checkpoint by the interrupted process are dropped."""
+
+    def __init__(self, out, task, title, rows=()):
+        self.path, self.task, self.title = os.path.join(out, "log.csv"), task, title
+        self.curve_path = os.path.join(out, "curve.png")
+        self.reports = [_log_row(task, r) for r in rows if r["kind"] == "report"]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(_log_row(task, r) for r in rows)
-    write_json(os.path.join(out, "summary.json"), summary)
-    steps = [r["env_step"] for r in rows]
-    scores = [[_log_row(task, r)["normalized_score"] for r in rows]]
-    fig = plots.learning_curves({algo: (steps, scores)}, ylabel="normalized score",
-                                title=f"{algo} on {summary['dataset']} (seed {summary['seed']})")
-    plots.save(fig, os.path.join(out, "curve.png"))
+        write_text(self.path, buf.getvalue())
+
+    def __call__(self, row):
+        full = _log_row(self.task, row)
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=LOG_COLUMNS).writerow(full)
+        if full["kind"] == "report":
+            self.reports.append(full)
+            self.draw()
+
+    def draw(self):
+        steps = [r["env_step"] for r in self.reports]
+        fig = plots.learning_curves({"reporting evaluation": (steps, [[r["normalized_score"] for r in self.reports]])},
+                                    ylabel="normalized score", title=self.title)
+        plots.save(fig, self.curve_path)
 
 
 def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_path=None, resume=False,
              kl_weight=0.3, n_step=1, action_temperature=1.0, eval_period=None, eval_steps=None,
-             checkpoint_period=None, buffer_size=None, iql_config=None, pretrain_steps=None, cache_dir=None,
-             progress=None, command=None, interrupt_at=None):
+             evaluation_stages=None, update_during_stages=False, reset_optimizers=False, report_period=None,
+             report_episodes=None, checkpoint_period=None, buffer_size=None, iql_config=None, pretrain_steps=None,
+             cache_dir=None, progress=None, command=None, interrupt_at=None):
     """Fine-tune an offline IQL agent with ``algo`` (one of ``ALGOS``) on ``dataset``'s task; returns the summary.
 
-    steps, eval_period (F), eval_steps (L), checkpoint_period, buffer_size: default to ``PRESETS[preset]``.
+    steps (T), eval_period (F), eval_steps (L), report_period, report_episodes, checkpoint_period, buffer_size:
+    default to ``PRESETS[preset]``. evaluation_stages: run GDE's evaluation stage (default: only for GDE and
+    its ablations, ``STAGE_ALGOS``; True gives a baseline the same stages, an equal-data comparison);
+    update_during_stages: also update during stage steps (default no: the scored policy is the one the
+    teacher becomes). reset_optimizers: start every Adam state afresh instead of continuing the offline
+    agent's (the default, as IQL's own fine-tuning continues one learner across both phases).
     kl_weight: rho_0; n_step: n of the buffer's returns (1 for locomotion); action_temperature: Fig. 2d's t.
     iql_config, pretrain_steps, cache_dir: for pretraining when ``offline_path`` is None.
     resume: continue RUN/checkpoint.npz (the other settings must be the run's). interrupt_at: tests only.
@@ -226,28 +273,31 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
         raise ValueError(f"unknown algo {algo!r}; valid algos: {', '.join(ALGOS)}")
     task, _ = parse_dataset_name(dataset)
     p = PRESETS[preset]
+    stages = algo in STAGE_ALGOS if evaluation_stages is None else bool(evaluation_stages)
     settings = {"dataset": dataset, "task": task, "algo": algo, "seed": seed, "preset": preset,
                 "steps": steps or p["steps"], "eval_period": eval_period or p["eval_period"],
-                "eval_steps": eval_steps or p["eval_steps"], "kl_weight": kl_weight, "n_step": n_step,
-                "action_temperature": action_temperature,
+                "eval_steps": eval_steps or p["eval_steps"], "evaluation_stages": stages,
+                "update_during_stages": bool(update_during_stages), "reset_optimizers": bool(reset_optimizers),
+                "report_period": report_period or p["report_period"],
+                "report_episodes": report_episodes or p["report_episodes"], "final_window": FINAL_WINDOW,
+                "kl_weight": kl_weight, "n_step": n_step, "action_temperature": action_temperature,
                 "checkpoint_period": checkpoint_period or p["checkpoint_period"],
-                "final_eval_steps": p["final_eval_steps"], "buffer_size": buffer_size or p["buffer_size"]}
+                "buffer_size": buffer_size or p["buffer_size"]}
     gde_config = GDEConfig(kl_weight=kl_weight, n_step=n_step, buffer_size=settings["buffer_size"])
     if algo.startswith("gde") and action_temperature != 1.0:
         raise ValueError(f"action_temperature applies to the IQL variants (Fig. 2d), not to {algo!r}")
     if settings["checkpoint_period"] < 1:
         raise ValueError(f"checkpoint_period must be >= 1, got {settings['checkpoint_period']}")
+    if resume:
+        settings = _check_resumable(out, settings)
+    if algo in STAGE_ALGOS and not stages:
+        raise ValueError(f"{algo} needs its evaluation stages (the teacher is chosen by them): drop "
+                         "--no-evaluation-stages")
+    loop_config = LoopConfig(settings["steps"], settings["eval_period"], settings["eval_steps"],
+                             evaluation_stages=stages, update_during_stages=settings["update_during_stages"],
+                             report_period=settings["report_period"], report_episodes=settings["report_episodes"])
     ckpt_path, config_path = os.path.join(out, "checkpoint.npz"), os.path.join(out, "config.json")
     if resume:
-        if not os.path.isfile(ckpt_path):
-            raise FileNotFoundError(f"no checkpoint at {ckpt_path} to resume: start the run without --resume")
-        with open(config_path) as f:
-            saved = json.load(f)
-        changed = [k for k in SETTINGS_CHECKED_ON_RESUME if saved.get(k) != settings[k]]
-        if changed:
-            raise ValueError(f"{out} was started with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in changed)}): "
-                             "resume with the same ones")
-        settings = saved
         arrays, meta = read_checkpoint(ckpt_path, task)
         cfg = meta["iql_config"]
         agent = IQLAgent(meta["obs_dim"], meta["act_dim"], IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])}))
@@ -259,13 +309,17 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
                                   "or choose another --out")
         agent, normalizer, offline_meta, source = offline_agent(dataset, task, seed, preset, offline_path, out,
                                                                 iql_config, pretrain_steps, cache_dir)
+        if reset_optimizers or not offline_meta.get("adam_states"):
+            for adam in agent.adam.values():
+                adam.m[:], adam.v[:], adam.t[:] = 0, 0, 0
         reward_scale = float(offline_meta["reward_scale"])
         settings.update(offline_agent=os.path.abspath(source), offline_normalized_score=offline_meta.get(
-            "normalized_score"), iql_config=dataclasses.asdict(agent.config), command=command)
-    loop_config = LoopConfig(settings["steps"], settings["eval_period"], settings["eval_steps"],
-                             agent.config.batch_size)
+            "normalized_score"), offline_data_fingerprint=offline_meta.get("data_fingerprint"),
+            optimizers="reset" if reset_optimizers else ("continued from the offline agent" if offline_meta.get(
+                "adam_states") else "fresh: the offline agent has no saved Adam states"),
+            stage_share=loop_config.stage_share, iql_config=dataclasses.asdict(agent.config), command=command)
     learner = make_learner(algo, agent, normalizer, reward_scale, gde_config, action_temperature, seed=seed)
-    env, eval_env = make_env(task), make_env(task)
+    env, eval_env, report_env = make_env(task), make_env(task), make_env(task)
     if resume:
         buffer = ReplayBuffer(arrays["buffer/obs"].shape[0], agent.obs_dim, agent.act_dim, meta["buffer_n_step"],
                               meta["buffer_discount"])
@@ -285,9 +339,11 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
             offline = load_dataset(dataset)
         buffer = make_buffer(algo, agent.obs_dim, agent.act_dim, gde_config, agent.config.discount, offline)
         rng, state = np.random.default_rng(seed), None
+        eval_env.reset(seed=seed + 1)   # seeded even if no stage ever uses it: a checkpoint saves its state
         os.makedirs(out, exist_ok=True)
         write_json(config_path, settings)
     setup = {"agent": agent, "normalizer": normalizer, "reward_scale": reward_scale}
+    log = RunLog(out, task, f"{algo} on {dataset} (seed {seed})", [] if state is None else state.rows)
 
     def on_checkpoint(s):
         save_checkpoint(ckpt_path, task, s, learner, buffer, rng, env, eval_env, setup)
@@ -295,21 +351,27 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
             raise RunInterrupted(f"interrupted after the checkpoint at env step {s.env_step}")
 
     def on_log(row):
-        if progress is not None:
+        log(row)
+        if progress is not None and row["kind"] == "report":
             progress.set_postfix(normalized_score=f"{normalized_score(task, row['eval_return']):.1f}")
 
     t0 = time.perf_counter()
     start = 0 if state is None else state.env_step
     rows = run_online(env, eval_env, learner, buffer, loop_config, rng, seed=seed, on_log=on_log,
                       progress=progress, state=state, on_checkpoint=on_checkpoint,
-                      checkpoint_period=settings["checkpoint_period"])
+                      checkpoint_period=settings["checkpoint_period"], report_env=report_env)
     seconds = time.perf_counter() - t0
-    final_return, _ = final_evaluation(eval_env, learner, settings["final_eval_steps"], seed=10_000 + seed)
-    summary = {"algo": algo, "dataset": dataset, "seed": seed, "final_normalized_score":
-               float(normalized_score(task, final_return)), "final_return": float(final_return),
-               "env_steps": settings["steps"],
-               "teacher_swaps": int(getattr(learner, "swaps", 0)), "evaluations": len(rows),
-               "last_eval_normalized_score": _log_row(task, rows[-1])["normalized_score"] if rows else None,
+    reports = report_rows(rows)
+    summary = {"algo": algo, "dataset": dataset, "seed": seed,
+               "final_normalized_score": float(normalized_score(task, final_score(rows, FINAL_WINDOW))),
+               "final_window": FINAL_WINDOW,
+               "last_normalized_score": float(normalized_score(task, reports[-1]["eval_return"])),
+               "env_steps": settings["steps"], "exploration_steps": reports[-1]["exploration_steps"],
+               "evaluation_stage_steps": settings["steps"] - reports[-1]["exploration_steps"],
+               "updates": reports[-1]["updates"], "evaluation_stages": settings["evaluation_stages"],
+               "stages": sum(r["kind"] == "stage" for r in rows), "reports": len(reports),
+               "report_episodes": settings["report_episodes"],
+               "teacher_swaps": int(getattr(learner, "swaps", 0)),
                "env_steps_per_second": round((settings["steps"] - start) / max(seconds, 1e-9), 1)}
-    _write_outputs(out, task, algo, rows, summary)
+    write_json(os.path.join(out, "summary.json"), summary)
     return summary

@@ -36,7 +36,7 @@ from gde_ref.checkpoint import write_json
 from gde_ref.data.buffer import ReplayBuffer
 from gde_ref.envs.maze import MAX_EPISODE_STEPS, ToyMaze, goal_returns, visitation_counts
 from gde_ref.finetune.discrete import DiscreteGDE, QFinetuner
-from gde_ref.finetune.loop import LoopConfig, final_evaluation, run_online
+from gde_ref.finetune.loop import LoopConfig, final_score, report_rows, run_online
 from gde_ref.nn.kernels import blas_threads
 
 ENV_ID = "gde_ref/ToyMaze-v0"
@@ -193,7 +193,7 @@ def finetune(method, offline, cfg, seed, on_step=None, learner=None):
     for every transition (for tracing; it must not act on the run); ``learner`` replaces
     ``make_learner(method, offline, cfg)``, e.g. by a wrapper that records it."""
     learner = make_learner(method, offline, cfg) if learner is None else learner
-    env, eval_env = maze_env(), maze_env()
+    env, eval_env, report_env = maze_env(), maze_env(), maze_env()
     obs_dim = env.observation_space.shape[0]
     buffer = ReplayBuffer(cfg.finetune_steps + 1, obs_dim, None, 1, cfg.discount)
     visited = np.zeros(obs_dim)
@@ -204,12 +204,16 @@ def finetune(method, offline, cfg, seed, on_step=None, learner=None):
         if on_step is not None:
             on_step(stage, obs, action, reward, next_obs, info)
 
-    loop = LoopConfig(cfg.finetune_steps, cfg.eval_period, cfg.eval_steps, cfg.batch_size, cfg.learning_starts)
+    # GDE's evaluation stages for GDE only; every method's greedy policy is reported every F steps (one
+    # episode: the maze and a greedy policy are deterministic), and the final return is the last report (B.1)
+    loop = LoopConfig(cfg.finetune_steps, cfg.eval_period, cfg.eval_steps, cfg.batch_size, cfg.learning_starts,
+                      evaluation_stages=METHODS[method] == "gde", report_period=cfg.eval_period,
+                      report_episodes=1)
     rows = run_online(env, eval_env, learner, buffer, loop, np.random.default_rng(seed), seed=seed,
-                      on_step=count_and_trace)
-    final_return, _ = final_evaluation(eval_env, learner, cfg.eval_steps, seed=10_000 + seed)
+                      on_step=count_and_trace, report_env=report_env)
     goal, _ = greedy_goal(learner.exploit_action)
-    return {"rows": rows, "visited": visited, "goal": goal, "final_return": final_return, "learner": learner}
+    return {"rows": report_rows(rows), "stage_rows": [r for r in rows if r["kind"] == "stage"], "visited": visited,
+            "goal": goal, "final_return": final_score(rows, 1), "learner": learner}
 
 
 def _finetune_job(job):

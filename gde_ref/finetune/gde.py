@@ -27,7 +27,6 @@ from gde_ref.agents.iql import (IQLAgent, actor_backward, critic_step, gaussian_
 from gde_ref.config import GDEConfig
 from gde_ref.data.batch import Batch, check_batch_arrays
 from gde_ref.losses.equations import awr_loss_kernel, gde_exploration_loss_kernel
-from gde_ref.nn import AdamState
 from gde_ref.nn.bundle import (concat_columns, frozen_net, n_mlp_params, net_adam, net_forward,
                                net_polyak, trained_net)
 from gde_ref.nn.checks import check_range
@@ -158,14 +157,15 @@ class GDELearner:
 
     ``backbone.actor`` is the exploitation policy pi_e (phi), ``explore`` the exploration policy pi_b
     (mu) with its own Adam state, ``teacher_params`` the teacher pi_t (phi-bar). All three start from the
-    offline actor (Algorithm 1, "Initialize").
+    offline actor (Algorithm 1, "Initialize"); pi_b's Adam state starts as a copy of the actor's (zero for
+    a fresh agent; the offline optimiser's moments when fine-tuning continues them).
     """
 
     def __init__(self, backbone: IQLAgent, config=None):
         self.backbone = backbone
         self.config = config or GDEConfig()
         self.explore = backbone.actor.copy()
-        self.explore_adam = AdamState(self.explore.n_params, backbone.dtype)
+        self.explore_adam = backbone.adam["actor"].copy()   # pi_b's optimiser continues the actor's
         self.teacher_params = backbone.actor.params.copy()
         self._bundles = {}
 

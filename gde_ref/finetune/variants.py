@@ -29,6 +29,9 @@ from gde_ref.nn.kernels import kernel
 
 ALGOS = ("offline", "oniql", "iql", "reiql", "rnd", "gde", "gde-no-exploit", "gde-no-explore", "gde-no-teacher")
 OFFLINE_DATA_ALGOS = ("iql",)   # the only algorithm whose buffer starts with the offline transitions
+# the algorithms that run GDE's evaluation stage by default (Algorithm 1: the teacher is chosen by it); the
+# others are evaluated as their own code does, by the reporting evaluation only (``finetune.loop``)
+STAGE_ALGOS = ("gde", "gde-no-exploit", "gde-no-explore", "gde-no-teacher")
 NO_TEACHER_LOG = {"teacher_score": float("nan"), "teacher_swapped": 0, "kl_weight": 0.0}
 
 
