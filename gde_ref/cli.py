@@ -15,7 +15,7 @@ def _bench(args):
 
 
 def _datasets(args):
-    from gde_ref.data.datasets import format_datasets, list_datasets
+    from gde_ref.data.listing import format_datasets, list_datasets
     rows = list_datasets()
     print(json.dumps(rows, indent=2) if args.json else format_datasets(rows))
     return 0
@@ -91,7 +91,7 @@ def _maze(args):
 
 def _report(args):
     from gde_ref.experiments.report import report
-    print(report(args.runs, args.out), end="")
+    print(report(args.runs, args.out, x=args.x), end="")
     return 0
 
 
@@ -173,7 +173,7 @@ def build_parser():
     make.add_argument("--json", action="store_true", help="print one JSON object (no progress bar)")
     make.set_defaults(run=_make_dataset)
     maze = sub.add_parser("maze", help="the toy maze of the paper's Fig. 2: DQN+RND data, offline CQL, fine-tuning "
-                          "with alpha in {3, 1, 0} and GDE; figures and results.json")
+                          "with alpha in {3, 1, 0}, a softmax-exploration control and GDE; figures and results.json")
     maze.add_argument("--seeds", type=int, default=5, help="fine-tuning seeds (default 5)")
     maze.add_argument("--out", default="runs/maze", metavar="DIR", help="output directory (default runs/maze)")
     maze.add_argument("--preset", default="default", choices=("default", "quick"), help="budgets (quick: CI)")
@@ -229,10 +229,14 @@ def build_parser():
     fin.add_argument("--checkpoint-period", type=int, default=None, help="env steps between checkpoints")
     fin.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     fin.set_defaults(run=_finetune)
-    rep = sub.add_parser("report", help="results table (mean ± std over seeds) and learning curves from finished "
+    rep = sub.add_parser("report", help="results table (mean ± sample std and a 95% bootstrap CI over seeds) and "
+                         "learning curves from finished "
                          "fine-tuning runs (writes OUT/results.md, results.json, curves.png)")
     rep.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by gde-ref finetune")
     rep.add_argument("--out", required=True, metavar="OUT", help="where to write the table and figure")
+    rep.add_argument("--x", default="env_step", choices=("env_step", "exploration_steps"),
+                     help="the curves' axis: every env step (default) or exploration steps only (GDE's budget "
+                     "without its evaluation stages)")
     rep.set_defaults(run=_report)
     return parser
 

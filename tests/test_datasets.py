@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from gde_ref.cli import main
-from gde_ref.data.datasets import EPISODE_KEYS, dataset_id, list_datasets, load_dataset, save_dataset
+from gde_ref.data.datasets import EPISODE_KEYS, dataset_id, load_dataset, save_dataset
+from gde_ref.data.listing import list_datasets
 from gde_ref.envs.make import (DATASET_KINDS, DATASET_NAMES, REF_SCORES, TASKS, env_name, make_env,
                                normalize_return, normalized_score, parse_dataset_name, task_of_env_id)
 

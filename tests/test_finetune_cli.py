@@ -121,6 +121,20 @@ def test_outputs_of_a_gde_run(agents, tmp_path):
         read_checkpoint(out / "checkpoint.npz", "walker2d")
 
 
+def test_final_score_is_the_mean_of_the_last_ten_reporting_rows_and_baselines_spend_nothing_on_stages(agents, tmp_path):
+    out = tmp_path / "run"
+    summary = finetune("hopper-medium", "oniql", str(out), offline_path=agents["hopper"],
+                       **dict(BUDGET, report_period=50, report_episodes=1))
+    with open(out / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    reports = [float(r["normalized_score"]) for r in rows if r["kind"] == "report"]
+    assert len(reports) == 13 and all(r["kind"] == "report" for r in rows), "every 50 steps, 0 to 600; no stage"
+    assert summary["final_normalized_score"] == pytest.approx(np.mean(reports[-10:]), rel=1e-12)
+    assert summary["last_normalized_score"] == pytest.approx(reports[-1], rel=1e-12)
+    assert summary["evaluation_stage_steps"] == 0 and summary["exploration_steps"] == summary["env_steps"] == 600
+    assert not summary["evaluation_stages"] and json.loads((out / "config.json").read_text())["stage_share"] == 0.0
+
+
 def tiny_dataset(root, monkeypatch):
     """A hopper-medium Minari dataset of 4 short rollouts of a fixed linear policy."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))

@@ -5,41 +5,66 @@ import json
 import numpy as np
 import pytest
 
+from scipy import stats
+
 from gde_ref.cli import main
-from gde_ref.experiments.report import group_runs, report
-
-COLUMNS = ["env_step", "eval_return", "normalized_score", "teacher_score", "teacher_swapped", "kl_weight",
-           "q_mean", "critic_loss", "actor_loss", "explore_loss"]
+from gde_ref.experiments.finetune import LOG_COLUMNS
+from gde_ref.experiments.report import group_runs, report, seed_statistics
 
 
-def fake_run(folder, algo, seed, final, curve, n_step=1, dataset="hopper-medium", swaps=0, action_temperature=1.0):
-    """A run directory as gde-ref finetune writes it, with chosen numbers."""
+def fake_run(folder, algo, seed, final, curve, n_step=1, dataset="hopper-medium", swaps=0, action_temperature=1.0,
+             evaluation_stages=None, old_log=False):
+    """A run directory as gde-ref finetune writes it, with chosen numbers: a report row per curve point
+    (every 50 env steps, 40 of them exploration) and a stage row between two reports."""
     folder.mkdir(parents=True)
+    stages = algo.startswith("gde") if evaluation_stages is None else evaluation_stages
     (folder / "config.json").write_text(json.dumps({"algo": algo, "seed": seed, "dataset": dataset, "n_step": n_step,
-                                                    "action_temperature": action_temperature}))
+                                                    "action_temperature": action_temperature,
+                                                    "evaluation_stages": stages}))
     (folder / "summary.json").write_text(json.dumps({"algo": algo, "dataset": dataset, "seed": seed, "env_steps": 100,
-                                                     "final_normalized_score": final, "teacher_swaps": swaps}))
+                                                     "final_normalized_score": final, "last_normalized_score": final,
+                                                     "teacher_swaps": swaps}))
+    columns = [c for c in LOG_COLUMNS if c != "kind"] if old_log else LOG_COLUMNS
     with open(folder / "log.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
+        writer = csv.DictWriter(f, columns)
         writer.writeheader()
         for k, score in enumerate(curve):
-            writer.writerow({**{c: "nan" for c in COLUMNS}, "env_step": 50 * (k + 1), "normalized_score": score})
+            row = {**{c: "nan" for c in columns}, "env_step": 50 * k, "exploration_steps": 40 * k,
+                   "normalized_score": score}
+            writer.writerow(row if old_log else {**row, "kind": "report"})
+            if not old_log:
+                writer.writerow({**row, "kind": "stage", "normalized_score": -1000.0})
     return str(folder)
 
 
-def test_table_has_each_seed_and_the_mean_and_population_std(tmp_path):
+def test_seed_statistics_are_sample_std_and_a_bootstrap_ci():
+    x = [10.0, 20.0, 60.0, 30.0, 35.0]
+    st = seed_statistics(x)
+    assert st["mean"] == 31.0 and np.isclose(st["std"], np.std(x, ddof=1))
+    ci = stats.bootstrap((np.array(x),), np.mean, n_resamples=10_000, method="percentile",
+                         rng=np.random.default_rng(0)).confidence_interval
+    assert (st["ci_low"], st["ci_high"]) == (ci.low, ci.high)
+    assert min(x) < st["ci_low"] < st["mean"] < st["ci_high"] < max(x)
+    assert seed_statistics([5.0, 5.0, 5.0]) == {"mean": 5.0, "std": 0.0, "ci_low": 5.0, "ci_high": 5.0}
+    one = seed_statistics([7.0])
+    assert one["mean"] == 7.0 and np.isnan(one["std"]) and np.isnan(one["ci_low"])
+
+
+def test_table_has_each_seed_the_mean_sample_std_and_ci(tmp_path):
     runs = [fake_run(tmp_path / f"gde{s}", "gde", s, x, [1, 2], swaps=s) for s, x in enumerate([10.0, 20.0, 60.0])]
     runs += [fake_run(tmp_path / f"on{s}", "oniql", s, x, [1, 2]) for s, x in enumerate([5.0, 7.0])]
     runs += [fake_run(tmp_path / "n3", "gde", 0, 1.0, [1, 2], n_step=3)]
     runs += [fake_run(tmp_path / "t05", "oniql", 0, 3.0, [1, 2], action_temperature=0.5)]  # Fig. 2d: its own row
     table = report(runs, str(tmp_path / "out"))
-    scores = np.array([10.0, 20.0, 60.0])
-    assert f"| hopper-medium | gde | 0, 1, 2 | 10.0, 20.0, 60.0 | **{scores.mean():.1f} ± {scores.std():.1f}** | 0, 1, 2 |" in table
-    assert "| hopper-medium | oniql | 0, 1 | 5.0, 7.0 | **6.0 ± 1.0** | - |" in table
+    st = seed_statistics([10.0, 20.0, 60.0])
+    assert (f"| hopper-medium | gde | 0, 1, 2 | 10.0, 20.0, 60.0 | **30.0 ± {np.std([10, 20, 60], ddof=1):.1f}** | "
+            f"[{st['ci_low']:.1f}, {st['ci_high']:.1f}] | 0, 1, 2 |") in table
+    assert "| hopper-medium | oniql | 0, 1 | 5.0, 7.0 | **6.0 ± 1.4** | [5.0, 7.0] | - |" in table
     assert "| gde, n=3 |" in table and "| hopper-medium | oniql, t=0.5 | 0 | 3.0 |" in table
     assert table.index("oniql") < table.index("| gde |"), "methods in the paper's order"
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert {row["method"]: row["final_normalized_score"] for row in saved}["gde"] == [10.0, 20.0, 60.0]
+    gde = {row["method"]: row for row in saved}["gde"]
+    assert gde["final_normalized_score"] == [10.0, 20.0, 60.0] and gde["mean"] == 30.0 and gde["ci_low"] == st["ci_low"]
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
     assert (tmp_path / "out" / "results.md").read_text() == table
 
@@ -47,8 +72,20 @@ def test_table_has_each_seed_and_the_mean_and_population_std(tmp_path):
 def test_curves_are_cut_to_the_shortest_seed(tmp_path):
     runs = [fake_run(tmp_path / "a", "gde", 0, 1.0, [1, 2, 3]), fake_run(tmp_path / "b", "gde", 1, 1.0, [1, 2])]
     groups = group_runs(runs)
-    assert [len(rows) for _, _, rows in groups[("hopper-medium", "gde")]] == [3, 2]
+    assert [len(rows) for _, _, rows in groups[("hopper-medium", "gde")]] == [3, 2], "report rows only"
+    assert all(row["kind"] == "report" for _, _, rows in groups[("hopper-medium", "gde")] for row in rows)
     report(runs, str(tmp_path / "out"))  # a shorter (unfinished-looking) log must not break the figure
+    report(runs, str(tmp_path / "by-exploration"), x="exploration_steps")
+    assert (tmp_path / "by-exploration" / "curves.png").stat().st_size > 0
+
+
+def test_a_baseline_with_stages_gets_its_own_row_and_old_runs_are_refused(tmp_path):
+    runs = [fake_run(tmp_path / "a", "oniql", 0, 1.0, [1]), fake_run(tmp_path / "b", "oniql", 0, 2.0, [1],
+                                                                     evaluation_stages=True)]
+    assert set(group_runs(runs)) == {("hopper-medium", "oniql"), ("hopper-medium", "oniql, stages")}
+    old = fake_run(tmp_path / "old", "gde", 0, 1.0, [1], old_log=True)
+    with pytest.raises(ValueError, match="before the reporting evaluation existed"):
+        group_runs([old])
 
 
 def test_bad_input_is_one_clear_line(tmp_path, capsys):

@@ -3,10 +3,17 @@
     gde-ref report runs/ft-halfcheetah-* --out figures/finetune_halfcheetah_medium
 
 Each run directory is what ``gde-ref finetune`` writes (``summary.json``, ``log.csv``). Runs are grouped
-by (dataset, algo, n_step); a group's final score is the mean and population std over its seeds of
-``final_normalized_score`` (the reporting-only evaluation after the budget). Writes ``results.md`` (the
-table), ``results.json`` (every seed's number) and ``curves.png`` (normalized score vs environment
-steps, mean and std over seeds, one panel per dataset) into ``out``.
+by (dataset, algo, n_step, action temperature, evaluation protocol); a group's score is computed from its
+seeds' ``final_normalized_score`` (the mean of each run's last 10 reporting evaluations, B.1): the mean,
+the sample standard deviation (ddof 1) and a 95% bootstrap confidence interval of the mean
+(``scipy.stats.bootstrap``, percentile method, 10,000 resamples, seeded). Writes ``results.md`` (the
+table), ``results.json`` (every seed's number and the statistics) and ``curves.png`` (the reporting
+evaluations' normalized score vs environment steps, or vs exploration steps with ``x="exploration_steps"``,
+mean and std over seeds, one panel per dataset) into ``out``.
+
+A baseline run with GDE's evaluation stages (``--evaluation-stages``, an equal-data comparison) gets its
+own row, labelled ", stages". Runs made before the reporting evaluation existed (log.csv without a
+``kind`` column) are refused: re-run them.
 """
 import csv
 import json
@@ -14,15 +21,23 @@ import os
 from collections import defaultdict
 
 import numpy as np
+from scipy import stats
 
 from gde_ref import plots
 from gde_ref.checkpoint import write_json, write_text
 
 ALGO_ORDER = ("offline", "iql", "oniql", "reiql", "rnd", "gde", "gde-no-exploit", "gde-no-explore", "gde-no-teacher")
+STAGE_ALGOS = ("gde", "gde-no-exploit", "gde-no-explore", "gde-no-teacher")
+X_AXES = ("env_step", "exploration_steps")
+CONFIDENCE = 0.95
+
+
+def _number(text):
+    return text if text in ("report", "stage") else float(text)
 
 
 def read_run(path):
-    """(config, summary, rows) of one finished run directory; a clear error if it is not one."""
+    """(config, summary, report rows) of one finished run directory; a clear error if it is not one."""
     files = {name: os.path.join(path, name) for name in ("config.json", "summary.json", "log.csv")}
     missing = [name for name, f in files.items() if not os.path.isfile(f)]
     if missing:
@@ -33,8 +48,11 @@ def read_run(path):
     with open(files["summary.json"]) as f:
         summary = json.load(f)
     with open(files["log.csv"]) as f:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return config, summary, rows
+        rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    if rows and "kind" not in rows[0]:
+        raise ValueError(f"{path} was made before the reporting evaluation existed (its log.csv has no 'kind' "
+                         "column): its score is not the paper's; re-run it with this version")
+    return config, summary, [row for row in rows if row["kind"] == "report"]
 
 
 def group_runs(paths):
@@ -45,6 +63,7 @@ def group_runs(paths):
         config, summary, rows = read_run(path)
         label = config["algo"] + (f", n={config['n_step']}" if config.get("n_step", 1) > 1 else "")
         label += f", t={config['action_temperature']:g}" if config.get("action_temperature", 1.0) != 1.0 else ""
+        label += ", stages" if config.get("evaluation_stages") and config["algo"] not in STAGE_ALGOS else ""
         groups[(config["dataset"], label)].append((config["seed"], summary, rows))
     for runs in groups.values():
         runs.sort(key=lambda run: run[0])
@@ -60,22 +79,49 @@ def _order(label):
     return (ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER), label)
 
 
+def seed_statistics(scores, confidence=CONFIDENCE, seed=0):
+    """{"mean", "std" (sample, ddof 1), "ci_low", "ci_high"} of per-seed scores: the CI is a bootstrap
+    confidence interval of the mean (``scipy.stats.bootstrap``, percentile, 10,000 resamples, seeded).
+    One seed: std and CI are NaN; seeds that all agree: the CI is that value."""
+    x = np.asarray(scores, float)
+    out = {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else float("nan")}
+    if len(x) < 2:
+        low = high = float("nan")
+    elif np.all(x == x[0]):
+        low = high = float(x[0])
+    else:
+        ci = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=10_000, method="percentile",
+                             rng=np.random.default_rng(seed)).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    return {**out, "ci_low": low, "ci_high": high}
+
+
+def _scores(runs):
+    return [s["final_normalized_score"] for _, s, _ in runs]
+
+
 def results_table(groups):
-    """Markdown: one row per (dataset, algo) with each seed's final score, mean ± std and teacher swaps."""
-    lines = ["| dataset | method | seeds | final normalized score per seed | mean ± std | teacher swaps |",
-             "|---|---|---|---|---|---|"]
+    """Markdown: one row per (dataset, method) with each seed's final score, mean ± sample std, the 95%
+    bootstrap CI of the mean, and GDE's teacher swaps."""
+    lines = ["| dataset | method | seeds | final normalized score per seed | mean ± std | 95% CI | teacher swaps |",
+             "|---|---|---|---|---|---|---|"]
     for dataset, label in sorted(groups, key=lambda key: (key[0], _order(key[1]))):
         runs = groups[(dataset, label)]
-        scores = np.array([s["final_normalized_score"] for _, s, _ in runs])
+        scores = _scores(runs)
+        st = seed_statistics(scores)
         swaps = [s["teacher_swaps"] for _, s, _ in runs]
         lines.append(f"| {dataset} | {label} | {', '.join(str(seed) for seed, _, _ in runs)} | "
-                     f"{', '.join(f'{x:.1f}' for x in scores)} | **{scores.mean():.1f} ± {scores.std():.1f}** | "
-                     f"{', '.join(map(str, swaps)) if label.startswith('gde') else '-'} |")
+                     f"{', '.join(f'{x:.1f}' for x in scores)} | **{st['mean']:.1f} ± {st['std']:.1f}** | "
+                     f"[{st['ci_low']:.1f}, {st['ci_high']:.1f}] | "
+                     f"{', '.join(map(str, swaps)) if label.split(',')[0] in STAGE_ALGOS else '-'} |")
     return "\n".join(lines) + "\n"
 
 
-def curves_figure(groups):
-    """Normalized score of the evaluation stages vs env steps, mean and std over seeds, one panel per dataset."""
+def curves_figure(groups, x="env_step"):
+    """Normalized score of the reporting evaluations vs ``x`` (env steps, or exploration steps: GDE's budget
+    without its evaluation stages), mean and std over seeds, one panel per dataset."""
+    if x not in X_AXES:
+        raise ValueError(f"unknown x axis {x!r}; choose from {', '.join(X_AXES)}")
     datasets = sorted({dataset for dataset, _ in groups})
     figures = []
     for dataset in datasets:
@@ -83,14 +129,18 @@ def curves_figure(groups):
         for (d, label) in sorted((k for k in groups if k[0] == dataset), key=lambda k: _order(k[1])):
             runs = groups[(d, label)]
             length = min(len(rows) for _, _, rows in runs)
-            steps = [row["env_step"] for row in runs[0][2][:length]]
+            steps = [row[x] for row in runs[0][2][:length]]
             curves[label] = (steps, [[row["normalized_score"] for row in rows[:length]] for _, _, rows in runs])
-        figures.append(plots.learning_curves(curves, ylabel="normalized score", title=f"fine-tuning on {dataset}"))
+        figures.append(plots.learning_curves(curves, xlabel=x.replace("_", " ").replace("env step", "environment steps"),
+                                             ylabel="normalized score", title=f"fine-tuning on {dataset}"))
     return figures
 
 
-def report(paths, out):
-    """Write results.md, results.json and curves.png (curves-DATASET.png for several datasets) into ``out``."""
+def report(paths, out, x="env_step"):
+    """Write results.md, results.json and curves.png (curves-DATASET.png for several datasets) into ``out``;
+    ``x``: the curves' axis, "env_step" or "exploration_steps"."""
+    if x not in X_AXES:
+        raise ValueError(f"unknown x axis {x!r}; choose from {', '.join(X_AXES)}")
     if not paths:
         raise ValueError("no run directories given: pass the RUN directories written by gde-ref finetune")
     groups = group_runs(paths)
@@ -99,10 +149,11 @@ def report(paths, out):
     write_text(os.path.join(out, "results.md"), table)
     write_json(os.path.join(out, "results.json"), [
         {"dataset": dataset, "method": label, "seeds": [seed for seed, _, _ in runs],
-         "final_normalized_score": [s["final_normalized_score"] for _, s, _ in runs],
+         "final_normalized_score": _scores(runs), **seed_statistics(_scores(runs)), "confidence": CONFIDENCE,
+         "last_normalized_score": [s["last_normalized_score"] for _, s, _ in runs],
          "teacher_swaps": [s["teacher_swaps"] for _, s, _ in runs], "env_steps": [s["env_steps"] for _, s, _ in runs]}
         for (dataset, label), runs in sorted(groups.items(), key=lambda item: (item[0][0], _order(item[0][1])))])
-    figures = curves_figure(groups)
+    figures = curves_figure(groups, x)
     datasets = sorted({dataset for dataset, _ in groups})
     for dataset, fig in zip(datasets, figures):
         plots.save(fig, os.path.join(out, "curves.png" if len(datasets) == 1 else f"curves-{dataset}.png"))

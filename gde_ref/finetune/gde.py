@@ -316,7 +316,14 @@ class GDEFinetuner:
         return self.learner.update(batch, self.kl_weight, actor_lr=None if self.use_exploit else 0.0)
 
     def after_evaluation(self, score, env_step):
-        """Algorithm 1: if EvalPolicy(pi_t) < EvalPolicy(pi_e): phi-bar <- phi. Returns log fields."""
+        """Algorithm 1: if EvalPolicy(pi_t) < EvalPolicy(pi_e): phi-bar <- phi. Returns log fields.
+
+        EvalPolicy(pi_t) is not measured again: the teacher's score is the stage return it had when it
+        became the teacher, so ``teacher_score`` is the running maximum of the stage returns (the stage at
+        step 0 scores the offline policy, the first teacher). Why: the paper's stage runs only the
+        exploitation policy ("the teacher policy is updated to the current exploitation policy if it
+        attains the highest cumulative rewards", Section 4.2.3), and re-evaluating the teacher would spend
+        another L steps of the budget at every stage."""
         swapped = False
         if self.teacher_score is None:        # step 0: the evaluated policy is the teacher itself
             self.teacher_score = float(score)
