@@ -28,7 +28,7 @@ def _make_dataset(args):
     from gde_ref.data.generate import make_datasets, planned_steps
     shared = set()  # SAC runs counted once: several names of one task share them
     total = sum(planned_steps(name, args.size, args.preset, seed=args.seed, sac_counted=shared) for name in args.name)
-    bar = tqdm(total=total, unit="step", desc=",".join(args.name), disable=args.json, file=sys.stderr, mininterval=1.0)
+    bar = tqdm(total=total, unit="step", desc=",".join(args.name), disable=args.json, file=sys.stderr, mininterval=1.0, delay=0.5)
     with bar, blas_threads(1):  # small networks: one BLAS thread is faster on a shared machine
         made = make_datasets(args.name, args.size, args.seed, args.preset, progress=bar.update,
                              policy_out=args.save_policy, log=None if args.json else bar.write)
@@ -44,19 +44,35 @@ def _make_dataset(args):
     return 0
 
 
+def _interrupted(err, out, command):
+    if os.path.isfile(os.path.join(out, "checkpoint.npz")):
+        print(f"gde-ref {command}: interrupted at step {err.env_step}; the checkpoint is in {out}/checkpoint.npz. "
+              f"Continue with: gde-ref {command} --out {out} --resume", file=sys.stderr)
+    else:   # stopped while pretraining the offline agent, before the run's own first checkpoint
+        print(f"gde-ref {command}: interrupted before the run's first checkpoint (the offline agent's pretraining "
+              "keeps its own): run the same command again to continue", file=sys.stderr)
+    return 130
+
+
 def _pretrain(args):
     from tqdm import tqdm
 
-    from gde_ref.nn.kernels import blas_threads
     from gde_ref.experiments.pretrain import PRESETS, pretrain
+    from gde_ref.experiments.rundir import stop_on_interrupt
+    from gde_ref.finetune.loop import RunInterrupted
+    from gde_ref.nn.kernels import blas_threads
     preset = PRESETS[args.preset]
     steps = args.steps or preset["steps"]
     bar = tqdm(total=steps, unit="step", desc=f"IQL {args.dataset}", disable=args.json, file=sys.stderr,
-               mininterval=1.0)
-    with bar, blas_threads(args.blas_threads):
-        summary = pretrain(args.dataset, args.out, steps, seed=args.seed,
-                           eval_every=min(preset["eval_every"], steps), eval_episodes=preset["eval_episodes"],
-                           progress=bar, command=" ".join(["gde-ref"] + sys.argv[1:]))
+               mininterval=1.0, delay=0.5)
+    try:
+        with bar, blas_threads(args.blas_threads), stop_on_interrupt() as stop:
+            summary = pretrain(args.dataset, args.out, steps, seed=args.seed,
+                               eval_every=min(preset["eval_every"], steps), eval_episodes=preset["eval_episodes"],
+                               progress=bar, command=" ".join(["gde-ref"] + sys.argv[1:]), resume=args.resume,
+                               force=args.force, stop=stop)
+    except RunInterrupted as err:
+        return _interrupted(err, args.out, "pretrain")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -74,7 +90,7 @@ def _maze(args):
     log = (lambda *a: None) if args.json else (lambda text: tqdm.write(text, file=sys.stderr))
 
     def progress(desc, total):
-        return tqdm(total=total, desc=desc, disable=args.json, file=sys.stderr, mininterval=1.0)
+        return tqdm(total=total, desc=desc, disable=args.json, file=sys.stderr, mininterval=1.0, delay=0.5)
 
     with blas_threads(1):  # 2x64 networks: one BLAS thread is fastest
         results = run(cfg, range(args.seeds), args.out, progress=progress, log=log, workers=args.workers)
@@ -120,21 +136,35 @@ def _fill_finetune_settings(args):
 def _finetune(args):
     from tqdm import tqdm
 
-    from gde_ref.nn.kernels import blas_threads
     from gde_ref.experiments.finetune import PRESETS, finetune
+    from gde_ref.experiments.rundir import stop_on_interrupt
+    from gde_ref.finetune.loop import RunInterrupted
+    from gde_ref.nn.kernels import blas_threads
+    given = [k for k in ("kl_weight", "action_temperature", "eval_period", "eval_steps", "update_during_stages",
+                         "reset_optimizers") if getattr(args, k) is not None]
     _fill_finetune_settings(args)
     steps = args.steps or PRESETS[args.preset]["steps"]
     bar = tqdm(total=steps, unit="step", desc=f"{args.algo} {args.dataset}", disable=args.json, file=sys.stderr,
-               mininterval=1.0)
-    with bar, blas_threads(1):  # one update per env step on small batches: one BLAS thread
-        summary = finetune(args.dataset, args.algo, args.out, steps=args.steps, seed=args.seed, preset=args.preset,
-                           offline_path=args.offline, resume=args.resume, kl_weight=args.kl_weight,
-                           n_step=args.n_step, action_temperature=args.action_temperature,
-                           eval_period=args.eval_period, eval_steps=args.eval_steps,
-                           evaluation_stages=args.evaluation_stages, update_during_stages=args.update_during_stages,
-                           reset_optimizers=args.reset_optimizers, report_period=args.report_period,
-                           report_episodes=args.report_episodes, checkpoint_period=args.checkpoint_period, progress=bar,
-                           command=" ".join(["gde-ref"] + sys.argv[1:]))
+               mininterval=1.0, delay=0.5)
+
+    def pretrain_bar(total):   # the offline agent's pretraining, when the run has to make it first
+        return tqdm(total=total, unit="step", desc=f"pretraining IQL on {args.dataset}", disable=args.json,
+                    file=sys.stderr, mininterval=1.0, delay=0.5)
+
+    try:
+        with bar, blas_threads(args.blas_threads), stop_on_interrupt() as stop:
+            summary = finetune(args.dataset, args.algo, args.out, steps=args.steps, seed=args.seed,
+                               preset=args.preset, offline_path=args.offline, resume=args.resume, force=args.force,
+                               kl_weight=args.kl_weight, n_step=args.n_step,
+                               action_temperature=args.action_temperature, eval_period=args.eval_period,
+                               eval_steps=args.eval_steps, evaluation_stages=args.evaluation_stages,
+                               update_during_stages=args.update_during_stages,
+                               reset_optimizers=args.reset_optimizers, report_period=args.report_period,
+                               report_episodes=args.report_episodes, checkpoint_period=args.checkpoint_period,
+                               progress=bar, pretrain_progress=pretrain_bar, stop=stop, given=given,
+                               command=" ".join(["gde-ref"] + sys.argv[1:]))
+    except RunInterrupted as err:
+        return _interrupted(err, args.out, "finetune")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -147,8 +177,10 @@ def _finetune(args):
 
 
 def build_parser():
+    from gde_ref import __version__
     parser = argparse.ArgumentParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
+    parser.add_argument("--version", action="version", version=f"gde-ref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bench = sub.add_parser("bench", help="measure update-step throughput and action latency on this machine")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -191,6 +223,8 @@ def build_parser():
     pre.add_argument("--blas-threads", type=int, default=1,
                      help="BLAS threads (default 1: 2x256 networks gain little from more, and a process that "
                      "takes every core slows down badly beside any other; raise it on an idle machine)")
+    pre.add_argument("--resume", action="store_true", help="continue DIR from its last checkpoint")
+    pre.add_argument("--force", action="store_true", help="delete the run in DIR and start over")
     pre.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     pre.set_defaults(run=_pretrain)
     fin = sub.add_parser("finetune", help="fine-tune an offline IQL agent online with GDE or a Table 1 variant "
@@ -227,6 +261,9 @@ def build_parser():
     fin.add_argument("--report-episodes", type=int, default=None,
                      help="complete episodes per reporting evaluation (default: the preset's)")
     fin.add_argument("--checkpoint-period", type=int, default=None, help="env steps between checkpoints")
+    fin.add_argument("--force", action="store_true", help="delete the run in RUN and start over")
+    fin.add_argument("--blas-threads", type=int, default=1,
+                     help="BLAS threads (default 1: one update per env step on small batches; see the README)")
     fin.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     fin.set_defaults(run=_finetune)
     rep = sub.add_parser("report", help="results table (mean ± sample std and a 95% bootstrap CI over seeds) and "
@@ -278,6 +315,14 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: one clear line, no traceback
         print(f"gde-ref {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # a second Ctrl-C, or one outside a checkpointed loop
+        print(f"gde-ref {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:     # a read-only or full disk, a file that cannot be read: the OS's reason and the fix
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"gde-ref {args.command}: error: {err.strerror or err}{where}: free some space, fix the permissions, "
+              "or choose another --out", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

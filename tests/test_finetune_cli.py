@@ -20,8 +20,8 @@ from gde_ref.experiments.pretrain import save_offline
 
 SMALL = IQLConfig(hidden=(32, 32), batch_size=32)
 BUDGET = dict(steps=600, seed=1, preset="quick", eval_period=150, eval_steps=100, checkpoint_period=200)
-CLI_BUDGET = ["--steps", "600", "--seed", "1", "--preset", "quick", "--eval-period", "150", "--eval-steps", "100",
-              "--checkpoint-period", "200"]
+CLI_BUDGET = ["--steps", "600", "--seed", "1", "--preset", "quick", "--checkpoint-period", "200"]
+STAGES = ["--eval-period", "150", "--eval-steps", "100"]   # GDE's F and L (refused for a baseline without stages)
 
 
 def offline_file(folder, task, obs_dim, act_dim):
@@ -60,8 +60,9 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsy
     """Run A straight through (CLI); run B killed right after its checkpoint at step 400 (mid-run, between
     two evaluation stages), then resumed with --resume: every saved array, the log and summary are equal."""
     a, b = tmp_path / "A", tmp_path / "B"
+    budget = CLI_BUDGET + (STAGES if algo == "gde" else [])
     code, out, err = run_cli(["--dataset", "hopper-medium", "--algo", algo, "--from", agents["hopper"],
-                              "--out", str(a), *CLI_BUDGET], capsys)
+                              "--out", str(a), *budget], capsys)
     assert code == 0, err
     summary_a = json.loads(out)
     with pytest.raises(RunInterrupted):
@@ -76,7 +77,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsy
     assert meta["loop"]["env_step"] == 400 and not (b / "summary.json").exists()
     assert meta["envs"]["env"]["elapsed_steps"] > 0, "killed mid-episode: the MuJoCo state must be restored"
     # gde: resumed with every setting repeated; rnd: with --out and --resume only (the rest from config.json)
-    again = ["--dataset", "hopper-medium", "--algo", algo, "--from", agents["hopper"], *CLI_BUDGET] if algo == "gde" else []
+    again = ["--dataset", "hopper-medium", "--algo", algo, "--from", agents["hopper"], *budget] if algo == "gde" else []
     code, out, err = run_cli(["--out", str(b), "--resume", *again], capsys)
     assert code == 0, err
     summary_b = json.loads(out)
@@ -135,10 +136,10 @@ def test_final_score_is_the_mean_of_the_last_ten_reporting_rows_and_baselines_sp
     assert not summary["evaluation_stages"] and json.loads((out / "config.json").read_text())["stage_share"] == 0.0
 
 
-def tiny_dataset(root, monkeypatch):
-    """A hopper-medium Minari dataset of 4 short rollouts of a fixed linear policy."""
+def tiny_dataset(root, monkeypatch, seed=0):
+    """A hopper-medium Minari dataset of 4 short rollouts of a fixed linear policy (``seed``: its noise)."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
-    env, rng = make_env("hopper"), np.random.default_rng(0)
+    env, rng = make_env("hopper"), np.random.default_rng(seed)
     weights = rng.normal(0, 0.3, (11, 3))
     episodes = []
     for ep in range(4):
@@ -178,7 +179,7 @@ def test_pretrains_once_then_reuses_the_cache(tmp_path, monkeypatch):
     (["--from", "WALKER"], "trained on 'walker2d'"),
     (["--from", "HOPPER", "--kl-weight", "-0.1"], "kl_weight (rho) must be >= 0"),
     (["--from", "HOPPER", "--algo", "sac"], "unknown algo 'sac'"),
-    (["--from", "HOPPER", "--resume"], "no checkpoint at"),
+    (["--from", "HOPPER", "--resume"], "to resume"),
 ])
 def test_bad_input_gives_one_clear_line(agents, tmp_path, capsys, args, message):
     paths = {"MISSING": str(tmp_path / "nothing" / "offline.npz"), "WALKER": agents["walker2d"],
@@ -195,8 +196,8 @@ def test_an_existing_run_needs_resume_with_its_own_settings(agents, tmp_path, ca
     base = ["--dataset", "hopper-medium", "--from", agents["hopper"], "--out", out_dir, *CLI_BUDGET]
     assert run_cli(base + ["--algo", "offline"], capsys)[0] == 0
     code, _, err = run_cli(base + ["--algo", "offline"], capsys)
-    assert code == 2 and "already holds a run" in err and "--resume" in err
+    assert code == 2 and "already holds this run" in err and "--resume" in err and "--force" in err
     code, _, err = run_cli(base + ["--algo", "gde", "--resume"], capsys)
-    assert code == 2 and "algo='offline'" in err and "same ones" in err
+    assert code == 2 and "algo='offline'" in err and "its own settings" in err and "--force" in err
     code, _, err = run_cli(["--out", str(tmp_path / "elsewhere")], capsys)
     assert code == 2 and "--dataset is required" in err and not (tmp_path / "elsewhere").exists()

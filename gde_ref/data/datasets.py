@@ -273,6 +273,21 @@ def _read_minari(did, asked):
     if not hasattr(dataset.observation_space, "shape") or dataset.observation_space.shape is None:
         raise ValueError(f"dataset {did} has {type(dataset.observation_space).__name__} observations; only "
                          "array (Box) observations load as flat transitions")
+    try:   # a stored file cut short (an interrupted copy) or damaged fails while its episodes are read
+        columns, returns, lengths = _episode_columns(dataset, did)
+    except (OSError, KeyError, RuntimeError) as e:
+        raise ValueError(f"dataset {did} at {path} is corrupt or incomplete ({e}); delete it and make or copy "
+                         "it again") from e
+    arrays = _flat_arrays(did, *map(np.concatenate, columns), returns, lengths)
+    env_spec = dataset.spec.env_spec
+    info = {"source": did, "env_id": env_spec.id if env_spec is not None else None,
+            "ref_min_score": meta.get("ref_min_score"), "ref_max_score": meta.get("ref_max_score"), "metadata": meta}
+    _check_spaces(did, arrays, dataset.observation_space, dataset.action_space, "its own stored spaces")
+    return arrays, info
+
+
+def _episode_columns(dataset, did):
+    """The flat columns (s, a, r, s', terminal, timeout), episode returns and lengths of a Minari dataset."""
     columns, returns, lengths = ([], [], [], [], [], []), [], []  # s, a, r, s', terminal, timeout
     for ep in dataset.iterate_episodes():
         if len(ep.observations) != len(ep.rewards) + 1 or len(ep.actions) != len(ep.rewards):
@@ -282,12 +297,7 @@ def _read_minari(did, asked):
         for column, part in zip(columns, parts):
             column.append(part)
         returns.append(np.sum(ep.rewards, dtype=np.float64)), lengths.append(len(ep.rewards))
-    arrays = _flat_arrays(did, *map(np.concatenate, columns), returns, lengths)
-    env_spec = dataset.spec.env_spec
-    info = {"source": did, "env_id": env_spec.id if env_spec is not None else None,
-            "ref_min_score": meta.get("ref_min_score"), "ref_max_score": meta.get("ref_max_score"), "metadata": meta}
-    _check_spaces(did, arrays, dataset.observation_space, dataset.action_space, "its own stored spaces")
-    return arrays, info
+    return columns, returns, lengths
 
 
 def _read_hdf5(path):

@@ -12,7 +12,10 @@
    transition comes from an agent acting in the env. Saved as a Minari dataset;
 3. offline CQL (alpha = 3) on it;
 4. fine-tuning of that one offline network with CQL alpha = 3, 1, DQN (alpha = 0) and GDE with a CQL
-   backbone, each for ``finetune_steps`` online steps through the shared loop, over several seeds;
+   backbone, each for ``finetune_steps`` online steps through the shared loop, over several seeds; and a
+   control for GDE's decoupling, ``cql_alpha3_softmax``: CQL alpha = 3 collecting data by sampling
+   softmax(Q / tau) of its own critic (``SoftmaxQFinetuner``), the distribution GDE's exploration policy
+   starts from, with no exploration policy of its own and no teacher;
 5. figures (2a dataset heatmap, 2b fine-tuning heatmaps, 2c learning curves) and results.json.
 
 Why the data agent is commanded to the right goal (measured, see the maze issue's notes): every learner
@@ -24,6 +27,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -35,13 +39,25 @@ from gde_ref.agents.rnd import RND
 from gde_ref.checkpoint import write_json
 from gde_ref.data.buffer import ReplayBuffer
 from gde_ref.envs.maze import MAX_EPISODE_STEPS, ToyMaze, goal_returns, visitation_counts
-from gde_ref.finetune.discrete import DiscreteGDE, QFinetuner
+from gde_ref.finetune.discrete import DiscreteGDE, QFinetuner, SoftmaxQFinetuner
 from gde_ref.finetune.loop import LoopConfig, final_score, report_rows, run_online
 from gde_ref.nn.kernels import blas_threads
 
 ENV_ID = "gde_ref/ToyMaze-v0"
 DATASET_ID = "gde-ref/toymaze/fig2-v0"
-METHODS = {"cql_alpha3": 3.0, "cql_alpha1": 1.0, "dqn_alpha0": 0.0, "gde": "gde"}
+
+
+class Method(NamedTuple):
+    """A fine-tuning method: the CQL alpha of its critic (None: the offline alpha, GDE's backbone) and how it
+    collects data: "epsilon" (epsilon-greedy), "softmax" (softmax(Q / tau) of its critic) or "gde" (Eq. 5's
+    exploration policy, with GDE's evaluation stages)."""
+    alpha: Optional[float]
+    explore: str
+
+
+METHODS = {"cql_alpha3": Method(3.0, "epsilon"), "cql_alpha1": Method(1.0, "epsilon"),
+           "dqn_alpha0": Method(0.0, "epsilon"), "cql_alpha3_softmax": Method(3.0, "softmax"),
+           "gde": Method(None, "gde")}
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,7 @@ class MazeConfig:
     eval_steps: int = MAX_EPISODE_STEPS  # L: one full episode
     epsilon: float = 0.1                # CQL / DQN fine-tuning exploration
     kl_weight: float = 0.3              # GDE's rho, decayed linearly to 0
+    temperature: float = 1.0            # tau of GDE's pi_b and pi_t, and of the softmax control
     learning_starts: int = 500
 
 
@@ -180,11 +197,16 @@ def greedy_goal(policy):
 
 def make_learner(method, offline, cfg):
     """The learner a ``method`` run starts from: a copy of the offline network with the method's alpha (GDE
-    keeps the offline alpha), learning rate ``finetune_lr``; epsilon-greedy for CQL/DQN, DiscreteGDE for GDE."""
-    alpha = METHODS[method]
-    critic = offline.copy(cql_alpha=cfg.offline_alpha if alpha == "gde" else alpha)
+    keeps the offline alpha), learning rate ``finetune_lr``; QFinetuner (epsilon-greedy) for CQL/DQN,
+    SoftmaxQFinetuner for the softmax control, DiscreteGDE for GDE (both with tau = ``temperature``)."""
+    spec = METHODS[method]
+    critic = offline.copy(cql_alpha=cfg.offline_alpha if spec.alpha is None else spec.alpha)
     critic.lr = float(cfg.finetune_lr)
-    return DiscreteGDE(critic, cfg.kl_weight) if alpha == "gde" else QFinetuner(critic, cfg.epsilon)
+    if spec.explore == "gde":
+        return DiscreteGDE(critic, cfg.kl_weight, temperature=cfg.temperature)
+    if spec.explore == "softmax":
+        return SoftmaxQFinetuner(critic, cfg.temperature)
+    return QFinetuner(critic, cfg.epsilon)
 
 
 def finetune(method, offline, cfg, seed, on_step=None, learner=None):
@@ -207,7 +229,7 @@ def finetune(method, offline, cfg, seed, on_step=None, learner=None):
     # GDE's evaluation stages for GDE only; every method's greedy policy is reported every F steps (one
     # episode: the maze and a greedy policy are deterministic), and the final return is the last report (B.1)
     loop = LoopConfig(cfg.finetune_steps, cfg.eval_period, cfg.eval_steps, cfg.batch_size, cfg.learning_starts,
-                      evaluation_stages=METHODS[method] == "gde", report_period=cfg.eval_period,
+                      evaluation_stages=METHODS[method].explore == "gde", report_period=cfg.eval_period,
                       report_episodes=1)
     rows = run_online(env, eval_env, learner, buffer, loop, np.random.default_rng(seed), seed=seed,
                       on_step=count_and_trace, report_env=report_env)
@@ -290,7 +312,8 @@ def _figures(env, buffer, methods, optimal, right, out):
     plots.save(plots.visitation_figure(env, [("offline dataset", data_counts)], "Fig. 2a: dataset visitation"),
                os.path.join(out, "fig2a_dataset_heatmap.png"))
     panels = [(name, visitation_counts(env, methods[m]["visited"][None])) for m, name in
-              (("cql_alpha3", "CQL alpha = 3"), ("dqn_alpha0", "DQN (alpha = 0)"), ("gde", "GDE (CQL backbone)"))]
+              (("cql_alpha3", "CQL alpha = 3"), ("dqn_alpha0", "DQN (alpha = 0)"),
+               ("cql_alpha3_softmax", "CQL alpha = 3, softmax(Q)"), ("gde", "GDE (CQL backbone)"))]
     plots.save(plots.visitation_figure(env, panels, "Fig. 2b: states visited while fine-tuning (all seeds)"),
                os.path.join(out, "fig2b_finetune_heatmaps.png"))
     curves = {m: (d["curve_steps"], d["curves"]) for m, d in methods.items()}

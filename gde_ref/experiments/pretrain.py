@@ -9,17 +9,20 @@
 """
 import csv
 import dataclasses
+import io
 import os
 import time
 
 import numpy as np
 
-from gde_ref.agents.iql import IQLAgent, cosine_lr
-from gde_ref.checkpoint import load_npz, save_npz, write_json
+from gde_ref.agents.iql import STAT_NAMES, IQLAgent, cosine_lr
+from gde_ref.experiments import rundir
+from gde_ref.checkpoint import load_npz, save_npz, write_json, write_text
 from gde_ref.config import IQLConfig
 from gde_ref.data.datasets import load_dataset
 from gde_ref.data.prepare import ObsNormalizer, prepare_transitions
 from gde_ref.envs.make import make_env, normalized_score, task_of_env_id
+from gde_ref.finetune.loop import RunInterrupted
 
 PRESETS = {  # budgets: gradient steps, evaluation period, evaluation episodes
     "quick": {"steps": 2_000, "eval_every": 1_000, "eval_episodes": 2},
@@ -79,27 +82,96 @@ def load_offline(path, task=None):
     return agent, ObsNormalizer(arrays["obs_mean"], arrays["obs_std"]), meta
 
 
+def check_data_fingerprint(meta, dataset, agent_path, required=True):
+    """Refuse an offline agent (``meta`` from its offline.npz) whose data differs from ``dataset`` as stored
+    here now (the dataset was remade with other contents). required=False: skip the check when the dataset
+    is not available here or the agent recorded no fingerprint (files made before fingerprints existed)."""
+    recorded = meta.get("data_fingerprint")
+    if recorded is None:
+        return
+    try:
+        current = load_dataset(dataset).fingerprint()
+    except (FileNotFoundError, ValueError):
+        if required:
+            raise
+        return
+    if current != recorded:
+        raise ValueError(f"{agent_path} was trained on other data than the {dataset} stored here now (data "
+                         f"fingerprint {recorded}, now {current}: the dataset was remade): pretrain again on "
+                         "this data, or restore the dataset it was trained on")
+
+
+CHECKED_SETTINGS = ("dataset", "steps", "seed", "eval_every", "eval_episodes", "config")
+
+
 def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, config=None, progress=None,
-             command=None):
+             command=None, resume=False, force=False, stop=None, checkpoint_every=None):
     """Train IQL offline on ``dataset`` and write ``out``/offline.npz, summary.json and log.csv.
 
+    ``out`` is claimed as a run directory (``rundir.claim``: one run per directory, a lock, config.json).
+    Every ``checkpoint_every`` steps (default: ``eval_every``) and at a stop (``stop()`` True: Ctrl-C) the
+    agent, its Adam states, the rng and the log rows go to ``out``/checkpoint.npz, from which ``resume=True``
+    continues bit-identically; ``force=True`` deletes a previous run in ``out``.
     Returns the summary: {"normalized_score", "return", "steps", ...}.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    config = config or IQLConfig()
+    eval_every = eval_every or steps
+    checkpoint_every = checkpoint_every or eval_every
+    settings = {"dataset": dataset, "steps": steps, "seed": seed, "eval_every": eval_every,
+                "eval_episodes": eval_episodes, "config": dataclasses.asdict(config)}
+    ckpt = os.path.join(out, "checkpoint.npz")
+    if resume and rundir.read_config(out) is not None and not os.path.isfile(ckpt):
+        resume = False   # stopped before its first checkpoint: start the same run again
+    settings["config"] = {**settings["config"], "hidden": list(config.hidden)}
+    lock, saved = rundir.claim(out, "pretrain", settings, CHECKED_SETTINGS, resume=resume, force=force,
+                               command=command, started=os.path.isfile(ckpt))
+    try:
+        return _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, progress, command,
+                         saved is not None, stop, checkpoint_every)
+    except BaseException:
+        if saved is None:
+            lock.release()
+            rundir.remove_unstarted(out)   # a new run that failed before its first checkpoint leaves nothing
+        raise
+    finally:
+        lock.release()
+
+
+def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, progress, command, resume, stop,
+              checkpoint_every):
     data = load_dataset(dataset)
     if data.env_id is None:
         raise ValueError(f"dataset {dataset} does not say which env it came from; pretrain needs a locomotion "
                          "dataset made by gde-ref make-dataset (or an official Minari mujoco one)")
     task = task_of_env_id(data.env_id)
-    config = config or IQLConfig()
     arrays = prepare_transitions(data, config.discount)
     agent = IQLAgent(arrays.obs.shape[1], arrays.actions.shape[1], config, seed=seed)
     rng = np.random.default_rng(seed)
     env = make_env(task)
-    eval_every = eval_every or steps
-    rows, t0 = [], time.perf_counter()
-    for step in range(1, steps + 1):
+    rows, first, seconds = [], 1, 0.0
+    ckpt = os.path.join(out, "checkpoint.npz")
+    if resume:
+        saved, meta = load_npz(ckpt, "pretraining checkpoint")
+        agent.load_state_arrays(saved)
+        for name, target in adam_arrays(agent).items():
+            target[...] = saved[name]
+        rng.bit_generator.state = meta["rng"]
+        rows, first, seconds = meta["rows"], meta["step"] + 1, meta["seconds"]
+        if progress is not None:
+            progress.update(meta["step"])
+    t0 = time.perf_counter()
+
+    def checkpoint(step):
+        save_npz(ckpt, {**agent.state_arrays(), **adam_arrays(agent)},
+                 {"format": FORMAT + "-checkpoint", "step": step, "rng": rng.bit_generator.state, "rows": rows,
+                  "seconds": seconds + time.perf_counter() - t0})
+
+    for step in range(first, steps + 1):
+        if stop is not None and stop():
+            checkpoint(step - 1)
+            raise RunInterrupted(f"stopped at step {step - 1}", step - 1)
         stats = agent.update(arrays.batch(rng, config.batch_size), actor_lr=cosine_lr(config.actor_lr, step - 1, steps))
         if progress is not None:
             progress.update(1)
@@ -109,18 +181,20 @@ def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, conf
                          **stats})
             if progress is not None:
                 progress.set_postfix(score=f"{rows[-1]['normalized_score']:.1f}")
+        if step % checkpoint_every == 0 or step == steps:
+            checkpoint(step)
     summary = {"normalized_score": rows[-1]["normalized_score"], "return": rows[-1]["return"], "steps": steps,
                "dataset": dataset, "task": task, "seed": seed,
                "behaviour_normalized_score": data.behaviour_score,
-               "seconds": round(time.perf_counter() - t0, 1)}
-    os.makedirs(out, exist_ok=True)
+               "seconds": round(seconds + time.perf_counter() - t0, 1)}
     save_offline(os.path.join(out, "offline.npz"), agent, arrays.normalizer,
                  {"task": task, "dataset": dataset, "data_fingerprint": data.fingerprint(), "seed": seed,
                   "steps": steps, "reward_scale": arrays.reward_scale,
                   "normalized_score": summary["normalized_score"], "command": command})
-    with open(os.path.join(out, "log.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["step", "return", "normalized_score", *STAT_NAMES])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(os.path.join(out, "log.csv"), buf.getvalue())
     write_json(os.path.join(out, "summary.json"), summary)
     return summary

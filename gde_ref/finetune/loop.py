@@ -174,8 +174,17 @@ def _report(report_env, learner, config, seed, s, on_log):
              "eval_return_std": float(np.std(returns)), "episodes": len(returns)}, on_log)
 
 
+class RunInterrupted(RuntimeError):
+    """The run stopped at a safe point before its end (Ctrl-C, or a test), after a checkpoint was written;
+    ``env_step``: where it stopped."""
+
+    def __init__(self, message, env_step):
+        super().__init__(message)
+        self.env_step = env_step
+
+
 def run_online(env, eval_env, learner, buffer, config, rng, seed=0, on_step=None, on_log=None, progress=None,
-               state=None, on_checkpoint=None, checkpoint_period=0, report_env=None):
+               state=None, on_checkpoint=None, checkpoint_period=0, report_env=None, stop=None):
     """Fine-tune ``learner`` online for ``config.total_steps`` environment steps; returns the log rows.
 
     env / eval_env / report_env: Gymnasium envs for data collection, the evaluation stages and the reporting
@@ -185,7 +194,8 @@ def run_online(env, eval_env, learner, buffer, config, rng, seed=0, on_step=None
     "eval"). on_log(row): called with every log row as it is made ("report" and "stage" rows, ``kind``).
     progress: a tqdm-like object with update(n) and set_postfix. state: a ``LoopState`` to continue from
     (None: a new run, ``env`` is reset with ``seed``). on_checkpoint(state): called every
-    ``checkpoint_period`` env steps (0: never) and at the end.
+    ``checkpoint_period`` env steps (0: never) and at the end. stop(): asked at every loop top (between two
+    steps, a safe point); when it says True the loop calls on_checkpoint and raises ``RunInterrupted``.
     """
     if config.report_period > 0 and report_env is None:
         raise ValueError("report_period > 0 needs a report_env: a separate env for the reporting evaluations")
@@ -193,6 +203,10 @@ def run_online(env, eval_env, learner, buffer, config, rng, seed=0, on_step=None
         state = LoopState(obs=env.reset(seed=seed)[0], next_checkpoint=checkpoint_period)
     s = state
     while s.env_step < config.total_steps:
+        if stop is not None and stop():
+            if on_checkpoint is not None:
+                on_checkpoint(s)
+            raise RunInterrupted(f"stopped at env step {s.env_step}", s.env_step)
         if on_checkpoint is not None and checkpoint_period > 0 and s.env_step >= s.next_checkpoint:
             s.next_checkpoint = (s.env_step // checkpoint_period + 1) * checkpoint_period
             on_checkpoint(s)
