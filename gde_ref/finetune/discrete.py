@@ -2,6 +2,9 @@
 
 * ``QFinetuner``: CQL (alpha > 0) or DQN (alpha = 0) fine-tuned from an offline Q-network, acting
   epsilon-greedily: the paper's Fig. 2 baselines.
+* ``SoftmaxQFinetuner``: the same fine-tuning, collecting data by sampling softmax(Q / tau) of its own
+  critic: a control for GDE's decoupling (the distribution DiscreteGDE's exploration policy starts from, with
+  no exploration network, no Eq. 5 and no teacher).
 * ``DiscreteGDE``: GDE with a CQL backbone (paper Section 4.2.3 with Section 5.4's CQL backbone):
     - critic: the backbone's loss, CQL (TD + alpha * penalty), on online samples;
     - exploitation policy pi_e: the critic's greedy policy;
@@ -32,7 +35,7 @@ from gde_ref.agents.dqn import QAgent, greedy_action_kernel
 from gde_ref.losses.equations import gde_exploration_loss_discrete_kernel
 from gde_ref.nn import AdamState
 from gde_ref.nn.bundle import frozen_net, net_adam, net_backward, net_forward, trained_net
-from gde_ref.nn.checks import check_range
+from gde_ref.nn.checks import check_array, check_range
 from gde_ref.nn.kernels import kernel, mlp_forward_single
 
 
@@ -82,6 +85,43 @@ class QFinetuner:
         return self.agent.greedy(obs)
 
     def update(self, batch, progress):
+        return self.agent.update(batch)
+
+    def after_evaluation(self, score, env_step):
+        return {}
+
+
+class SoftmaxQFinetuner:
+    """CQL / DQN fine-tuning of an offline QAgent that collects its data by sampling softmax(Q(s, .) / tau)
+    of its own critic; greedy for evaluation. The control for GDE's decoupling on the toy maze (paper
+    Section 3.1, Fig. 2; GDE: Section 4.2.3, Algorithm 1).
+
+    What it controls for: DiscreteGDE's exploration policy starts as exactly this distribution (f_mu is a
+    copy of the offline critic, the same tau), so GDE's first exploration differs from epsilon-greedy CQL in
+    two ways at once: a softmax over Q instead of epsilon-greedy, and a policy decoupled from the critic. This
+    learner keeps the first and drops the second: no separate exploration network, no Eq. 5, no teacher and
+    no evaluation stages; the sampled distribution is always the *current* critic's softmax, and the critic is
+    updated by the backbone's loss alone (``agent.cql_alpha``: CQL alpha = 3 on the maze, as ``cql_alpha3``).
+    Against QFinetuner it isolates the exploration distribution; against DiscreteGDE, the decoupling.
+    """
+
+    def __init__(self, agent: QAgent, temperature=1.0):
+        self.agent = agent
+        self.temperature = float(check_range("temperature (tau)", temperature, 0.0, low_open=True))
+        self._hidden = np.zeros(int(agent.q.layout[:, 1].sum()), np.float32)
+
+    def explore_action(self, obs, rng):
+        """One draw from softmax(Q(obs, .) / tau) of the current critic (inverse CDF, one uniform of ``rng``)."""
+        if not isinstance(obs, np.ndarray) or obs.shape != (self.agent.obs_dim,) or obs.dtype != np.float32:
+            check_array("SoftmaxQFinetuner obs", obs, ndim=1, dtype=np.float32, shape=(self.agent.obs_dim,))
+        return int(sample_softmax_kernel(self.agent.q.params, self.agent.q.layout, obs, self._hidden,
+                                         self.temperature, rng.random()))
+
+    def exploit_action(self, obs):
+        return self.agent.greedy(obs)
+
+    def update(self, batch, progress):
+        """One step of the critic's own loss (TD + alpha * CQL penalty), as QFinetuner."""
         return self.agent.update(batch)
 
     def after_evaluation(self, score, env_step):
