@@ -105,6 +105,23 @@ def _maze(args):
     return 0
 
 
+def _evaluate(args):
+    from gde_ref.experiments.evaluate import default_seeds, evaluate, load_policy
+    from gde_ref.nn.kernels import blas_threads
+    policy = load_policy(args.run_dir, args.policy)
+    seed, episodes = default_seeds(args.run_dir)
+    with blas_threads(1):
+        result = evaluate(policy, args.episodes or episodes, seed if args.seed is None else args.seed, args.video)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{policy.which} policy of {args.run_dir} on {policy.task}: normalized score {result['normalized_score']:.1f}"
+              f" (mean return {result['mean_return']:.1f} over {result['episodes']} episodes, env seeds "
+              f"{result['seed']}..{result['seed'] + result['episodes'] - 1})"
+              + (f"; video in {args.video}" if args.video else ""))
+    return 0
+
+
 def _report(args):
     from gde_ref.experiments.report import report
     print(report(args.runs, args.out, x=args.x), end="")
@@ -266,6 +283,18 @@ def build_parser():
                      help="BLAS threads (default 1: one update per env step on small batches; see the README)")
     fin.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     fin.set_defaults(run=_finetune)
+    ev = sub.add_parser("evaluate", help="evaluate (and record) a trained policy: a fine-tuning run's exploitation "
+                        "policy by default, or a pretraining run's offline agent")
+    ev.add_argument("run_dir", metavar="RUN", help="a run directory (gde-ref finetune or pretrain) or an offline.npz")
+    ev.add_argument("--policy", default="exploit", choices=("exploit", "explore", "teacher"),
+                    help="which of GDE's policies (default: exploit, the one every score here is of)")
+    ev.add_argument("--episodes", type=int, default=None,
+                    help="complete episodes (default: the run's reporting evaluation's, or 10)")
+    ev.add_argument("--seed", type=int, default=None, help="env seed of the first episode (default: that of the "
+                    "run's last reporting evaluation, which it then reproduces; 0 for an offline agent)")
+    ev.add_argument("--video", metavar="FILE.mp4", default=None, help="also record the episodes (imageio)")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.set_defaults(run=_evaluate)
     rep = sub.add_parser("report", help="results table (mean ± sample std and a 95% bootstrap CI over seeds) and "
                          "learning curves from finished "
                          "fine-tuning runs (writes OUT/results.md, results.json, curves.png)")

@@ -228,13 +228,15 @@ class IQLAgent:
         """Action for one observation (obs_dim,): the mean tanh(net(obs)) (evaluation), or, with ``rng``,
         a sample from N(mean, (temperature * std)^2) clipped to [-1, 1] (the paper's Fig. 2d temperature t).
 
-        The mean action is written into an internal buffer (no allocation) and valid until the next call.
+        ``obs`` must already be normalised with the training data's statistics (``ObsNormalizer``); for raw
+        observations use ``gde_ref.load_policy(RUN).act``. Returns a new array (the training loop's
+        allocation-free path is ``finetune.gde.PolicyActions``).
         """
         if not isinstance(obs, np.ndarray) or obs.shape != (self.obs_dim,) or obs.dtype != self.dtype:
             check_array("IQLAgent.act obs", obs, ndim=1, dtype=self.dtype, shape=(self.obs_dim,))
         mean_action_kernel(self.actor.params, self.actor.layout, obs, self._act_hidden, self._action)
         if rng is None:
-            return self._action
+            return self._action.copy()
         noise = rng.standard_normal(self.act_dim).astype(self.dtype)
         return np.clip(self._action + temperature * np.exp(self.log_std()) * noise, -1.0, 1.0)
 

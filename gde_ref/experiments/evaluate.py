@@ -1,0 +1,151 @@
+"""Use what you trained: load a policy from a run directory, evaluate it, record it (``gde-ref evaluate``).
+
+    policy = load_policy("runs/gde-hopper")          # the fine-tuned exploitation policy
+    action = policy.act(obs)                         # raw observation in, a new action array out
+    evaluate(policy, episodes=5, seed=0)             # returns and D4RL normalized score
+
+A run directory is either a fine-tuning run (``RUN/checkpoint.npz``: the exploitation policy pi_e, or
+``which="explore"`` / ``"teacher"`` for GDE's pi_b / pi_t) or a pretraining run (``RUN/offline.npz``: the
+offline actor); a path to an ``offline.npz`` works too. The policy acts with its mean action tanh(f(s)),
+as every evaluation here does, on observations it normalises itself with the statistics it was trained on.
+"""
+import os
+
+import numpy as np
+
+from gde_ref.checkpoint import load_npz
+from gde_ref.config import IQLConfig
+from gde_ref.envs.make import make_env, normalized_score
+from gde_ref.finetune.gde import AgentInputs, PolicyActions
+from gde_ref.finetune.loop import evaluate_episodes, report_seeds
+from gde_ref.nn import MLP
+
+POLICIES = {"exploit": "learner/agent/actor", "explore": "learner/gde/explore", "teacher": "learner/gde/teacher"}
+
+
+class Policy:
+    """A trained tanh-mean Gaussian actor that takes raw observations: ``act(obs)`` normalises ``obs`` with
+    the training data's mean/std and returns a new (act_dim,) float32 array, the mean action."""
+
+    def __init__(self, params, config, obs_mean, obs_std, task, which, source):
+        self.task, self.which, self.source = task, which, source
+        self.obs_dim = len(obs_mean)
+        self.act_dim = _act_dim(params, self.obs_dim, config.hidden)
+        self.actor = MLP([self.obs_dim, *config.hidden, self.act_dim], np.random.default_rng(0), np.float32,
+                         extra=self.act_dim)
+        self.actor.params[:] = params
+        self._inputs = AgentInputs(_Normalizer(obs_mean, obs_std), 1.0)
+        self._actions = PolicyActions(self.actor, config)
+
+    def act(self, obs):
+        """The mean action for one raw observation (obs_dim,), as a new array."""
+        obs = np.asarray(obs)
+        if obs.shape != (self.obs_dim,) or not np.all(np.isfinite(obs)):
+            raise ValueError(f"Policy.act needs one finite raw observation of shape ({self.obs_dim},) from "
+                             f"{self.task}, got shape {obs.shape}")
+        return self._actions.act(self._inputs.obs(obs)).copy()
+
+
+class _Normalizer:
+    def __init__(self, mean, std):
+        self.mean, self.std = mean, std
+
+
+def _act_dim(params, obs_dim, hidden):
+    """The action size of a flat actor vector [obs, *hidden, A] + A log-stds."""
+    sizes = [obs_dim, *hidden]
+    body = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    # remaining = hidden[-1] * A + A (last layer) + A (log-std) = A (hidden[-1] + 2)
+    act_dim, rest = divmod(len(params) - body, hidden[-1] + 2)
+    if rest or act_dim < 1:
+        raise ValueError(f"an actor vector of {len(params)} numbers does not fit obs {obs_dim}, hidden {hidden}")
+    return act_dim
+
+
+def load_policy(run, which="exploit"):
+    """The policy saved in ``run`` (a run directory or an offline.npz): ``which`` is "exploit" (default: pi_e,
+    or the offline actor of a pretraining run), "explore" (GDE's pi_b) or "teacher" (GDE's pi_t)."""
+    run = os.fspath(run)
+    if which not in POLICIES:
+        raise ValueError(f"unknown policy {which!r}; choose from {', '.join(POLICIES)}")
+    ckpt = os.path.join(run, "checkpoint.npz")
+    offline = run if run.endswith(".npz") else os.path.join(run, "offline.npz")
+    if os.path.isdir(run) and os.path.isfile(ckpt) and not os.path.isfile(offline):
+        arrays, meta = load_npz(ckpt, "fine-tuning checkpoint")
+        if "iql_config" not in meta:
+            raise ValueError(f"{ckpt} is not a fine-tuning checkpoint: pass a run written by gde-ref finetune")
+        key = POLICIES[which]
+        if key not in arrays:
+            raise ValueError(f"{run} has no {which} policy (it was fine-tuned with an algorithm without one); "
+                             "use --policy exploit")
+        cfg = meta["iql_config"]
+        config = IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])})
+        return Policy(arrays[key], config, arrays["setup/obs_mean"], arrays["setup/obs_std"], meta["task"], which, run)
+    if os.path.isfile(offline):
+        if which != "exploit":
+            raise ValueError(f"{run} holds an offline agent: it has one policy, not a {which} policy; drop --policy")
+        arrays, meta = load_npz(offline, "offline agent")
+        cfg = meta["config"]
+        config = IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])})
+        return Policy(arrays["actor"], config, arrays["obs_mean"], arrays["obs_std"], meta["task"], which, offline)
+    raise FileNotFoundError(f"{run} holds no policy (no checkpoint.npz or offline.npz): pass a run directory written "
+                            "by gde-ref finetune or gde-ref pretrain")
+
+
+def default_seeds(run):
+    """(first seed, episodes) of a fine-tuning run's last reporting evaluation, so that evaluating with them
+    reproduces it; (0, 10) for anything else."""
+    import json
+    summary, config = os.path.join(run, "summary.json"), os.path.join(run, "config.json")
+    if os.path.isdir(run) and os.path.isfile(summary) and os.path.isfile(config):
+        with open(summary) as f:
+            s = json.load(f)
+        if "reports" in s:
+            return report_seeds(s["seed"], s["reports"] - 1, s["report_episodes"])[0], s["report_episodes"]
+    return 0, 10
+
+
+def evaluate(policy, episodes, seed, video=None):
+    """Returns {"returns", "mean_return", "normalized_score", "episodes", "seed"}: ``episodes`` complete
+    episodes on env seeds seed, seed + 1, ...; ``video``: also write them to this .mp4 (imageio)."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    seeds = list(range(seed, seed + episodes))
+    if video is None:
+        returns = evaluate_episodes(make_env(policy.task), policy.act, seeds)
+    else:
+        returns = _record(policy, seeds, video)
+    mean = float(np.mean(returns))
+    return {"policy": policy.which, "source": policy.source, "task": policy.task, "episodes": episodes, "seed": seed,
+            "returns": [float(r) for r in returns], "mean_return": mean,
+            "normalized_score": float(normalized_score(policy.task, mean))}
+
+
+def _record(policy, seeds, path):
+    try:
+        import imageio
+        env = make_env(policy.task, render_mode="rgb_array")
+        env.reset(seed=seeds[0])
+        env.render()
+    except Exception as err:  # noqa: BLE001 (no GL backend shows up as many different errors)
+        raise ValueError(f"cannot render {policy.task} here ({type(err).__name__}: {err}); MuJoCo needs an OpenGL "
+                         "backend: set MUJOCO_GL=egl (GPU) or MUJOCO_GL=osmesa (apt install libosmesa6), or "
+                         "evaluate without --video") from err
+    frames, returns = [], []
+    for s in seeds:
+        obs, _ = env.reset(seed=s)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+            frames.append(env.render())
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    tmp = path + ".tmp.mp4"
+    try:
+        imageio.mimsave(tmp, frames, fps=int(env.metadata.get("render_fps", 30)))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return returns
