@@ -196,13 +196,8 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
                 "kl_weight": kl_weight, "n_step": n_step, "action_temperature": action_temperature,
                 "checkpoint_period": checkpoint_period or p["checkpoint_period"],
                 "buffer_size": buffer_size or p["buffer_size"]}
-    ckpt_path = os.path.join(out, "checkpoint.npz")
-    if resume and rundir.read_config(out) is not None and not os.path.isfile(ckpt_path):
-        resume = False   # stopped before its first checkpoint (e.g. while pretraining): start the same run again
-    lock, saved = rundir.claim(out, "finetune", settings, SETTINGS_CHECKED_ON_RESUME, resume=resume, force=force,
-                               command=command, started=os.path.isfile(ckpt_path))
-    try:   # checked after the claim, so that a resumed run's own settings are compared first
-        check_settings(algo, settings, given)
+    with rundir.run_directory(out, "finetune", settings, SETTINGS_CHECKED_ON_RESUME, resume, force, command) as saved:
+        check_settings(algo, settings, given)   # after the claim: a resumed run's own settings are compared first
         loop_config = LoopConfig(settings["steps"], settings["eval_period"], settings["eval_steps"],
                                  evaluation_stages=settings["evaluation_stages"],
                                  update_during_stages=settings["update_during_stages"],
@@ -210,13 +205,6 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
         gde_config = GDEConfig(kl_weight=kl_weight, n_step=n_step, buffer_size=settings["buffer_size"])
         return _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline_path, iql_config,
                          pretrain_steps, cache_dir, progress, pretrain_progress, interrupt_at, stop)
-    except BaseException:
-        if saved is None:
-            lock.release()
-            rundir.remove_unstarted(out)   # a new run that failed before its first checkpoint leaves nothing
-        raise
-    finally:
-        lock.release()
 
 
 def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline_path, iql_config, pretrain_steps,

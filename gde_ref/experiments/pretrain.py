@@ -121,22 +121,10 @@ def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, conf
     checkpoint_every = checkpoint_every or eval_every
     settings = {"dataset": dataset, "steps": steps, "seed": seed, "eval_every": eval_every,
                 "eval_episodes": eval_episodes, "config": dataclasses.asdict(config)}
-    ckpt = os.path.join(out, "checkpoint.npz")
-    if resume and rundir.read_config(out) is not None and not os.path.isfile(ckpt):
-        resume = False   # stopped before its first checkpoint: start the same run again
-    settings["config"] = {**settings["config"], "hidden": list(config.hidden)}
-    lock, saved = rundir.claim(out, "pretrain", settings, CHECKED_SETTINGS, resume=resume, force=force,
-                               command=command, started=os.path.isfile(ckpt))
-    try:
+    settings["config"] = {**settings["config"], "hidden": list(config.hidden)}   # as JSON reads it back
+    with rundir.run_directory(out, "pretrain", settings, CHECKED_SETTINGS, resume, force, command) as saved:
         return _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, progress, command,
                          saved is not None, stop, checkpoint_every)
-    except BaseException:
-        if saved is None:
-            lock.release()
-            rundir.remove_unstarted(out)   # a new run that failed before its first checkpoint leaves nothing
-        raise
-    finally:
-        lock.release()
 
 
 def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, progress, command, resume, stop,

@@ -144,6 +144,27 @@ def claim(out, kind, settings, checked, resume=False, force=False, command=None,
         raise
 
 
+@contextmanager
+def run_directory(out, kind, settings, checked, resume=False, force=False, command=None):
+    """``claim`` as a context: yields the saved config when resuming (None for a new run), releases the lock
+    at the end, and removes a new run's files if it fails before its first checkpoint (``remove_unstarted``).
+    ``resume`` of a run that stopped before its first checkpoint starts the same run again."""
+    ckpt = os.path.join(out, "checkpoint.npz")
+    if resume and read_config(out) is not None and not os.path.isfile(ckpt):
+        resume = False
+    lock, saved = claim(out, kind, settings, checked, resume=resume, force=force, command=command,
+                        started=os.path.isfile(ckpt))
+    try:
+        yield saved
+    except BaseException:
+        if saved is None:
+            lock.release()
+            remove_unstarted(out)
+        raise
+    finally:
+        lock.release()
+
+
 def remove_unstarted(out):
     """Undo ``claim`` for a new run that failed before its first checkpoint: delete the run's own files
     (``RUN_FILES``) and its lock, and the directory if that leaves it empty, so nothing half-written stays."""
