@@ -4,7 +4,8 @@
 QAgent's compiled step is checked against a slow float64 NumPy version written here from the equations
 (TD target with a max over the target network's next actions, the CQL penalty, their gradient through
 the MLP, Adam, the hard target update), its gradient against central differences, and its behaviour:
-CQL pushes down actions the data never takes. RND: rarely seen observations get the larger bonus, and
+CQL pushes down actions the data never takes. The maze's softmax control updates its critic by that same
+CQL alpha = 3 step. RND: rarely seen observations get the larger bonus, and
 the running observation statistics equal the statistics of everything observed.
 """
 import subprocess
@@ -183,6 +184,41 @@ def test_kernel_stats_match_reference_loss_terms():
     _, td, penalty, q_mean, _, _ = q_loss(agent.q.params.astype(np.float64), agent.q_target.astype(np.float64),
                                           agent.q.sizes, b, 1.5)
     np.testing.assert_allclose(stats, [td, penalty, q_mean], rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_control_updates_its_critic_with_cql_alpha3():
+    """The maze's softmax control (``cql_alpha3_softmax``, SoftmaxQFinetuner) fine-tunes its critic exactly as
+    ``cql_alpha3`` does: a copy of the offline network with alpha = 3 and lr ``finetune_lr``, each update one
+    step of TD + 3 * CQL penalty (the float64 reference above), the same parameters as the epsilon-greedy
+    learner's after the same batches; only the data-collecting policy differs."""
+    from gde_ref.experiments.maze_fig2 import make_learner, preset
+    from gde_ref.finetune.discrete import QFinetuner, SoftmaxQFinetuner
+    cfg = preset("default")
+    offline = QAgent(MAZE.obs_dim, N_ACT, HIDDEN, lr=cfg.lr, cql_alpha=0.5, target_period=3, seed=27)
+    control, cql = make_learner("cql_alpha3_softmax", offline, cfg), make_learner("cql_alpha3", offline, cfg)
+    assert isinstance(control, SoftmaxQFinetuner) and isinstance(cql, QFinetuner)
+    assert control.agent is not offline and control.agent.q.params is not offline.q.params
+    assert (control.agent.cql_alpha, control.agent.lr) == (cql.agent.cql_alpha, cql.agent.lr) == (3.0, cfg.finetune_lr)
+    assert control.temperature == cfg.temperature == 1.0
+    control.agent.lr = cql.agent.lr = 1e-2    # large steps, so that the comparison sees the penalty's share
+    nets = RefQ(control.agent)
+    rng = np.random.default_rng(28)
+    for step in range(5):
+        b = maze_batch(rng)
+        stats, expected = control.update(b, step / 5), nets.step(b)
+        cql.update(b, step / 5)
+        for name, value in expected.items():
+            assert stats[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+        assert stats["cql_penalty"] > 0
+    np.testing.assert_allclose(control.agent.q.params, nets.p, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(control.agent.q.params, cql.agent.q.params)
+    np.testing.assert_array_equal(control.agent.q_target, cql.agent.q_target)
+    dqn = make_learner("dqn_alpha0", offline, cfg)   # without the penalty the same batches go elsewhere
+    dqn.agent.lr = 1e-2
+    rng = np.random.default_rng(28)
+    for step in range(5):
+        dqn.update(maze_batch(rng), step / 5)
+    assert np.abs(dqn.agent.q.params - control.agent.q.params).max() > 1e-3
 
 
 # ------------------------------------------------------------------------------------------------

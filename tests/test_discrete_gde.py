@@ -1,11 +1,12 @@
-"""GDE on a discrete CQL backbone (the maze): initialisation, teacher swaps, rho schedule, Eq. 5 gradient."""
+"""GDE on a discrete CQL backbone (the maze): initialisation, teacher swaps, rho schedule, Eq. 5 gradient;
+and the softmax control (SoftmaxQFinetuner): what it samples is softmax(Q / tau) of its current critic."""
 import numpy as np
 import pytest
 
 import reference_steps as ref
 from gde_ref.agents.dqn import QAgent
 from gde_ref.data import Batch
-from gde_ref.finetune.discrete import DiscreteGDE
+from gde_ref.finetune.discrete import DiscreteGDE, SoftmaxQFinetuner
 
 OBS, K, B = 6, 4, 16
 
@@ -98,3 +99,79 @@ def test_exploration_policy_samples_its_softmax(tau):
     rng = np.random.default_rng(4)
     counts = np.bincount([gde.explore_action(obs, rng) for _ in range(20000)], minlength=K) / 20000
     np.testing.assert_allclose(counts, probs, atol=0.015)
+
+
+def slow_softmax(q, tau):
+    """softmax(q / tau) in float64, written out."""
+    z = np.asarray(q, np.float64) / tau
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.4])
+def test_softmax_control_samples_softmax_of_its_current_critic(tau):
+    """SoftmaxQFinetuner.explore_action is an inverse-CDF draw from softmax(Q(s, .) / tau) of its critic: with
+    the same uniforms, a NumPy inverse CDF over the slow softmax picks the same action on every draw (uniforms
+    within 1e-5 of a CDF step are left out: float32 rounding may fall either way there), and the empirical
+    frequencies match the probabilities. After CQL updates the distribution is the *updated* critic's: there
+    is no separate exploration policy to lag behind."""
+    agent = QAgent(OBS, K, hidden=(8, 8), cql_alpha=3.0, lr=1e-2, seed=5)
+    agent.q.params *= 1.5                     # spread the Q-values a little (no action's probability tiny)
+    control = SoftmaxQFinetuner(agent, temperature=tau)
+    rng = np.random.default_rng(6)
+    seen = []
+    for round_ in range(2):
+        for cell in (1, 4):
+            obs = np.eye(OBS, dtype=np.float32)[cell]
+            probs = slow_softmax(agent.q_values(obs[None])[0], tau)
+            assert probs.min() > 0.02, probs
+            seen.append(probs)
+            n = 20000
+            uniforms = np.random.default_rng(100 + cell).random(n)   # the uniforms explore_action will use
+            draw_rng = np.random.default_rng(100 + cell)
+            actions = np.array([control.explore_action(obs, draw_rng) for _ in range(n)])
+            cdf = np.cumsum(probs)
+            expected = np.minimum(np.searchsorted(cdf, uniforms * cdf[-1], side="right"), K - 1)
+            clear = np.abs(uniforms[:, None] * cdf[-1] - cdf[None, :-1]).min(axis=1) > 1e-5
+            assert clear.mean() > 0.99
+            np.testing.assert_array_equal(actions[clear], expected[clear])
+            freq = np.bincount(actions, minlength=K) / n
+            np.testing.assert_allclose(freq, probs, atol=0.015)
+        if round_ == 0:
+            before = agent.q.params.copy()
+            for _ in range(30):
+                control.update(batch(rng), 0.5)
+            assert not np.allclose(agent.q.params, before), "the updates must move the critic"
+    # the updates moved the distribution further than the frequency check's tolerance: sampling a stale copy
+    # of the critic would have failed it
+    assert np.abs(np.array(seen[:2]) - np.array(seen[2:])).max() > 0.05
+
+
+def test_softmax_control_starts_where_gde_exploration_starts():
+    """Built from the same offline critic with the same tau, the control samples exactly the distribution
+    DiscreteGDE's exploration policy (and teacher) starts from: softmax(Q_offline / tau). Its evaluation
+    policy is the critic's greedy action, and after_evaluation has nothing to do (no teacher)."""
+    offline = QAgent(OBS, K, hidden=(8, 8), cql_alpha=3.0, seed=7)
+    gde = DiscreteGDE(offline.copy(), temperature=1.0)
+    control = SoftmaxQFinetuner(offline.copy(), temperature=gde.temperature)
+    obs = np.eye(OBS, dtype=np.float32)
+    np.testing.assert_array_equal(control.agent.q.forward(obs), gde.explore.forward(obs))
+    for cell in range(OBS):
+        a, b = np.random.default_rng(cell), np.random.default_rng(cell)
+        assert [control.explore_action(obs[cell], a) for _ in range(200)] == \
+               [gde.explore_action(obs[cell], b) for _ in range(200)]
+        assert control.exploit_action(obs[cell]) == gde.exploit_action(obs[cell]) == offline.greedy(obs[cell])
+    assert control.after_evaluation(-10.0, 100) == {}
+
+
+def test_softmax_control_rejects_bad_inputs():
+    agent = QAgent(OBS, K, hidden=(8, 8), seed=8)
+    for tau in (0.0, -1.0, np.inf):
+        with pytest.raises(ValueError, match="temperature"):
+            SoftmaxQFinetuner(agent, temperature=tau)
+    control = SoftmaxQFinetuner(agent)
+    rng = np.random.default_rng(9)
+    with pytest.raises(ValueError, match="shape"):
+        control.explore_action(np.zeros(OBS + 1, np.float32), rng)
+    with pytest.raises(TypeError, match="float32"):
+        control.explore_action(np.zeros(OBS), rng)
