@@ -94,8 +94,8 @@ def test_collect_episodes_replays_in_the_env():
 def test_random_dataset(root):
     """hopper-random: a randomly initialised SAC actor, sampled; loads with load_dataset and Minari."""
     did, info = make_dataset("hopper-random", preset="quick", seed=0)
-    assert did == "gde-ref/hopper/random-v0"
-    data = load_dataset("hopper-random")
+    assert did == "gde-ref/hopper/random-quick-v0"
+    data = load_dataset("hopper-random-quick")
     check_consistent(data)
     assert QUICK.size <= len(data) < QUICK.size + 1000 and len(data) == info["transitions"]
     assert data.terminals.any(), "a random hopper falls"
@@ -121,7 +121,7 @@ def test_medium_replay_is_exactly_the_sac_history(root):
     ends = [ep["end_step"] for ep in run.history]
     np.testing.assert_array_equal(np.diff([0] + ends), [len(ep["rewards"]) for ep in run.history])
     assert QUICK.sac_steps - ends[-1] < 1000, "only the unfinished last episode is missing"
-    data = load_dataset("hopper-medium-replay")
+    data = load_dataset("hopper-medium-replay-quick")
     check_consistent(data)
     kept = [ep for ep in run.history if ep["end_step"] <= run.checkpoints["medium"]["step"]]
     for key, value in flatten(kept).items():
@@ -136,16 +136,16 @@ def test_medium_and_medium_replay_share_one_sac_run(root, monkeypatch, tmp_path)
     """make_datasets trains SAC once for hopper-medium + hopper-medium-replay; the replay dataset is the
     same as one made alone (the run is deterministic), and the progress-bar plan counts SAC once."""
     import gde_ref.data.generate as generate
-    alone = {key: getattr(load_dataset("hopper-medium-replay"), key) for key in ("observations", "rewards", "timeouts")}
-    shutil.rmtree(root / "gde-ref" / "hopper" / "medium-replay-v0")
+    alone = {key: getattr(load_dataset("hopper-medium-replay-quick"), key) for key in ("observations", "rewards", "timeouts")}
+    shutil.rmtree(root / "gde-ref" / "hopper" / "medium-replay-quick-v0")
     calls = []
     real = generate.train_behaviour_sac
     monkeypatch.setattr(generate, "train_behaviour_sac", lambda *a, **k: calls.append(a) or real(*a, **k))
     with pytest.warns(RuntimeWarning, match="did not reach"):
         made = make_datasets(["hopper-medium-replay", "hopper-medium"], size=300, preset="quick", seed=0,
                              medium_level=UNREACHABLE, policy_dir=tmp_path)
-    assert len(calls) == 1 and [did for did, _ in made] == ["gde-ref/hopper/medium-replay-v0", "gde-ref/hopper/medium-v0"]
-    again = load_dataset("hopper-medium-replay")
+    assert len(calls) == 1 and [did for did, _ in made] == ["gde-ref/hopper/medium-replay-quick-v0", "gde-ref/hopper/medium-quick-v0"]
+    again = load_dataset("hopper-medium-replay-quick")
     for key, value in alone.items():
         np.testing.assert_array_equal(getattr(again, key), value, err_msg=key)
     assert made[0][1]["sac_steps"] == made[1][1]["sac_steps"]
@@ -154,16 +154,16 @@ def test_medium_and_medium_replay_share_one_sac_run(root, monkeypatch, tmp_path)
     plan = [planned_steps(n, 300, "quick", policy_dir=tmp_path, medium_level=UNREACHABLE, sac_counted=shared)
             for n in ("hopper-medium-replay", "hopper-medium")]
     assert plan == [QUICK.sac_steps, 300]
-    with pytest.raises(FileExistsError, match="medium-v0 already exists"):  # every name checked before any work
+    with pytest.raises(FileExistsError, match="medium-quick-v0 already exists"):  # every name checked before any work
         make_datasets(["halfcheetah-random", "hopper-medium"], size=300, preset="quick", seed=0)
     assert not (root / "gde-ref" / "halfcheetah").exists()
-    shutil.rmtree(root / "gde-ref" / "hopper" / "medium-v0")  # the next tests make it their own way
+    shutil.rmtree(root / "gde-ref" / "hopper" / "medium-quick-v0")  # the next tests make it their own way
 
 
 def test_medium_not_reached_is_recorded(root):
     with pytest.warns(RuntimeWarning, match="did not reach"):
         _, info = make_dataset("hopper-medium", size=500, preset="quick", seed=0, medium_level=UNREACHABLE)
-    meta = load_dataset("hopper-medium").metadata["gde_ref"]
+    meta = load_dataset("hopper-medium-quick").metadata["gde_ref"]
     assert meta["medium_level_reached"] is False and "NOT REACHED" in meta["warning"]
     assert "1/3 of D4RL's expert" in meta["medium_rule"] and len(meta["evaluations"]) == 3
 
@@ -202,10 +202,10 @@ def test_policy_round_trip_and_shipped_policy(fresh_root, tmp_path):
 def test_saved_behaviour_policy_reproduces_the_dataset(fresh_root, tmp_path):
     """policy_out= saves the behaviour policy; making the dataset again from it gives the same transitions."""
     make_dataset("hopper-random", size=300, preset="quick", seed=3, policy_out=tmp_path / "policies")
-    first = load_dataset("hopper-random")
-    shutil.rmtree(fresh_root / "gde-ref" / "hopper" / "random-v0")
+    first = load_dataset("hopper-random-quick")
+    shutil.rmtree(fresh_root / "gde-ref" / "hopper" / "random-quick-v0")
     _, info = make_dataset("hopper-random", size=300, preset="quick", seed=3, policy_dir=tmp_path / "policies")
-    again = load_dataset("hopper-random")
+    again = load_dataset("hopper-random-quick")
     assert info["behaviour_policy"].startswith("shipped") and info["policy_seed"] == 3 and info["seed"] == 3
     for key in ("observations", "actions", "rewards", "terminals", "timeouts"):
         np.testing.assert_array_equal(getattr(again, key), getattr(first, key), err_msg=key)
@@ -214,7 +214,11 @@ def test_saved_behaviour_policy_reproduces_the_dataset(fresh_root, tmp_path):
 def test_cli_make_dataset(root, capsys):
     assert main(["make-dataset", "walker2d-random", "--preset", "quick", "--size", "200", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["dataset_id"] == "gde-ref/walker2d/random-v0" and out["transitions"] >= 200
-    assert load_dataset("walker2d-random").metadata["gde_ref"]["command"].startswith("gde-ref make-dataset")
+    # a quick-preset dataset gets its own name: never taken for the real walker2d-random
+    assert out["dataset_id"] == "gde-ref/walker2d/random-quick-v0" and out["transitions"] >= 200
+    assert out["name"] == "walker2d-random-quick"
+    assert load_dataset("walker2d-random-quick").metadata["gde_ref"]["command"].startswith("gde-ref make-dataset")
+    with pytest.raises(FileNotFoundError, match="no local dataset 'walker2d-random'"):
+        load_dataset("walker2d-random")
     with pytest.raises(SystemExit):
         main(["make-dataset", "hopper-mediocre"])

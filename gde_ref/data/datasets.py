@@ -35,8 +35,8 @@ from importlib.metadata import version
 
 import numpy as np
 
-from gde_ref.envs.make import (DATASET_NAMES, ENV_IDS, REF_SCORES, env_name, env_spaces, normalize_return,
-                               parse_dataset_name, quiet_mujoco_warnings, task_of_env_id)
+from gde_ref.envs.make import (DATASET_NAMES, ENV_IDS, QUICK_NAMES, QUICK_SUFFIX, REF_SCORES, env_name, env_spaces,
+                               normalize_return, parse_dataset_name, quiet_mujoco_warnings, task_of_env_id)
 
 NAMESPACE = "gde-ref"  # our datasets: gde-ref/{task}/{kind}-v0
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
@@ -45,12 +45,13 @@ MAKE_HINT = f"make one with `gde-ref make-dataset NAME` (NAME: {', '.join(DATASE
 
 
 def dataset_id(name):
-    """Minari id of a D4RL-style name: ``hopper-medium`` -> ``gde-ref/hopper/medium-v0``."""
+    """Minari id of a D4RL-style name: ``hopper-medium`` -> ``gde-ref/hopper/medium-v0``, a quick-preset one
+    ``hopper-medium-quick`` -> ``gde-ref/hopper/medium-quick-v0``."""
     task, kind = parse_dataset_name(name)
-    return f"{NAMESPACE}/{task}/{kind}-v0"
+    return f"{NAMESPACE}/{task}/{kind}{QUICK_SUFFIX if str(name).endswith(QUICK_SUFFIX) else ''}-v0"
 
 
-NAME_OF_ID = {dataset_id(name): name for name in DATASET_NAMES}
+NAME_OF_ID = {dataset_id(name): name for name in DATASET_NAMES + QUICK_NAMES}
 
 
 @dataclass(eq=False)
@@ -247,7 +248,7 @@ def load_dataset(source, env=None):
 
 def _resolve_id(text):
     """(Minari id, task): a D4RL-style name maps to our namespace; anything else is taken as an id."""
-    if text in DATASET_NAMES:
+    if text in DATASET_NAMES or text in QUICK_NAMES:
         return dataset_id(text), parse_dataset_name(text)[0]
     return text, None
 

@@ -32,7 +32,7 @@ from gde_ref.config import SACConfig
 from gde_ref.data.behaviour import (POLICY_DIR, collect_episodes, load_policy, save_policy, train_behaviour_sac,
                                     with_actor)
 from gde_ref.data.datasets import dataset_id, save_dataset
-from gde_ref.envs.make import TASKS, make_env, normalized_score, parse_dataset_name
+from gde_ref.envs.make import TASKS, make_env, normalized_score, parse_dataset_name, stored_dataset_name
 
 # The medium level, as a D4RL normalized score (100 = D4RL's expert return R_max, 0 = random R_min).
 MEDIUM_RULE = ("medium = the first SAC checkpoint whose deterministic evaluation (mean over the preset's "
@@ -191,7 +191,7 @@ def make_dataset(name, size=None, seed=0, preset="laptop", *, medium_level=None,
     if size < 1:
         raise ValueError(f"size must be >= 1 transition, got {size}")
     level = MEDIUM_LEVELS[task] if medium_level is None else float(medium_level)
-    check_absent(name)
+    check_absent(stored_dataset_name(name, preset))
     sac_runs = {} if sac_runs is None else sac_runs
     start = time.perf_counter()
     parts, episodes = {}, []
@@ -219,8 +219,9 @@ def make_dataset(name, size=None, seed=0, preset="laptop", *, medium_level=None,
         if warnings_:
             metadata["warning"] = "; ".join(warnings_)
     metadata["seconds"] = round(time.perf_counter() - start, 1)
-    did = save_dataset(name, episodes, metadata=metadata)
-    info = {"dataset_id": did, "name": name, "transitions": int(sum(len(ep["rewards"]) for ep in episodes)),
+    stored = stored_dataset_name(name, preset)   # NAME-quick at the quick preset
+    did = save_dataset(stored, episodes, metadata=metadata)
+    info = {"dataset_id": did, "name": stored, "transitions": int(sum(len(ep["rewards"]) for ep in episodes)),
             "episodes": len(episodes), **metadata}
     return did, info
 
@@ -242,6 +243,6 @@ def make_datasets(names, size=None, seed=0, preset="laptop", **kwargs):
     """
     for name in names:
         parse_dataset_name(name)
-        check_absent(name)
+        check_absent(stored_dataset_name(name, preset))
     sac_runs = {}
     return [make_dataset(name, size, seed, preset, sac_runs=sac_runs, **kwargs) for name in names]

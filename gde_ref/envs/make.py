@@ -27,6 +27,15 @@ REF_SCORES = {
 # D4RL's dataset kinds (how the behaviour policy was obtained, see gde_ref/data/generate.py).
 DATASET_KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 DATASET_NAMES = tuple(f"{task}-{kind}" for task in TASKS for kind in DATASET_KINDS)
+# a dataset made at the ``quick`` preset (seconds, for CI) is stored under its own name, NAME-quick, so that it
+# is never taken for the real one
+QUICK_SUFFIX = "-quick"
+QUICK_NAMES = tuple(name + QUICK_SUFFIX for name in DATASET_NAMES)
+
+
+def stored_dataset_name(name, preset):
+    """The name a dataset made at ``preset`` is stored under: ``name`` + "-quick" for the quick preset."""
+    return name + QUICK_SUFFIX if preset == "quick" and not name.endswith(QUICK_SUFFIX) else name
 
 
 def check_task(task):
@@ -124,10 +133,12 @@ def normalized_score(task, returns):
 def parse_dataset_name(name):
     """Split a D4RL-style dataset name ``{task}-{kind}`` into ``(task, kind)``.
 
-    ``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``. Raises a ValueError listing the valid
+    ``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``; a quick-preset dataset's name
+    ``"hopper-medium-quick"`` -> ``("hopper", "medium")``. Raises a ValueError listing the valid
     names for anything else (also for D4RL's versioned names such as ``hopper-medium-v2``).
     """
     task, _, kind = str(name).partition("-")
+    kind = kind[:-len(QUICK_SUFFIX)] if kind.endswith(QUICK_SUFFIX) else kind   # hopper-medium-quick: a quick one
     if task not in ENV_IDS or kind not in DATASET_KINDS:
         raise ValueError(f"unknown dataset name {name!r}; valid names are {{{','.join(TASKS)}}}-"
                          f"{{{','.join(DATASET_KINDS)}}}, e.g. hopper-medium or walker2d-medium-replay")
