@@ -32,6 +32,9 @@ def test_policy_takes_raw_observations_and_returns_new_arrays(runs):
     assert actions[0] is not actions[1] and not np.allclose(actions[0], actions[1]), "each call a new array"
     with pytest.raises(ValueError, match=r"shape \(11,\)"):
         policy.act(obs[:5])
+    z = normalizer(obs)
+    first, second = agent.act(z), agent.act(z + 1.0)     # the agent's own act (normalised input) too
+    assert not np.array_equal(first, second), "a list of actions does not hold copies of the last one"
 
 
 def test_the_three_policies_of_a_gde_run_are_its_saved_actors(runs):

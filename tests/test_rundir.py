@@ -195,3 +195,22 @@ def test_ctrl_c_exits_130_and_resume_finishes_bit_identically(hopper_agent, tmp_
     assert resumed.returncode == 0, resumed.stderr
     assert_same_checkpoint(tmp_path / "a" / "checkpoint.npz", tmp_path / "b" / "checkpoint.npz")
     assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
+
+
+def test_log_and_curve_can_be_watched_while_the_run_goes(hopper_agent, tmp_path):
+    """log.csv gains its rows as they are made and curve.png is drawn at each reporting evaluation: a run
+    stopped half-way already has both."""
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted):
+        finetune("hopper-medium", "gde", str(out), offline_path=hopper_agent, interrupt_at=300, **BUDGET)
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("kind,env_step") and len(rows) - 1 == 5, "header + the 5 rows before step 400"
+    assert (out / "curve.png").stat().st_size > 1000 and not (out / "summary.json").exists()
+
+
+def test_every_command_uses_one_blas_thread_unless_asked():
+    from gde_ref.cli import build_parser
+    parser = build_parser()
+    assert parser.parse_args(["pretrain", "--dataset", "hopper-medium", "--out", "x"]).blas_threads == 1
+    assert parser.parse_args(["finetune", "--dataset", "hopper-medium", "--out", "x"]).blas_threads == 1
+    assert parser.parse_args(["pretrain", "--dataset", "d", "--out", "x", "--blas-threads", "2"]).blas_threads == 2
