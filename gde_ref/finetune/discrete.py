@@ -91,7 +91,7 @@ class QFinetuner:
         return {}
 
 
-class SoftmaxQFinetuner:
+class SoftmaxQFinetuner(QFinetuner):
     """CQL / DQN fine-tuning of an offline QAgent that collects its data by sampling softmax(Q(s, .) / tau)
     of its own critic; greedy for evaluation. The control for GDE's decoupling on the toy maze (paper
     Section 3.1, Fig. 2; GDE: Section 4.2.3, Algorithm 1).
@@ -106,7 +106,7 @@ class SoftmaxQFinetuner:
     """
 
     def __init__(self, agent: QAgent, temperature=1.0):
-        self.agent = agent
+        super().__init__(agent, epsilon=0.0)   # epsilon unused: the softmax replaces epsilon-greedy
         self.temperature = float(check_range("temperature (tau)", temperature, 0.0, low_open=True))
         self._hidden = np.zeros(int(agent.q.layout[:, 1].sum()), np.float32)
 
@@ -116,16 +116,6 @@ class SoftmaxQFinetuner:
             check_array("SoftmaxQFinetuner obs", obs, ndim=1, dtype=np.float32, shape=(self.agent.obs_dim,))
         return int(sample_softmax_kernel(self.agent.q.params, self.agent.q.layout, obs, self._hidden,
                                          self.temperature, rng.random()))
-
-    def exploit_action(self, obs):
-        return self.agent.greedy(obs)
-
-    def update(self, batch, progress):
-        """One step of the critic's own loss (TD + alpha * CQL penalty), as QFinetuner."""
-        return self.agent.update(batch)
-
-    def after_evaluation(self, score, env_step):
-        return {}
 
 
 class DiscreteGDE:
