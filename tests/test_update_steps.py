@@ -153,13 +153,20 @@ def test_update_rejects_bad_batches():
     assert np.array_equal(agent.q1.params, before), "a rejected batch must not touch the parameters"
 
 
-def test_act_is_tanh_mean_and_does_not_allocate():
-    """act() returns tanh(actor(obs)) in one reused buffer; with an rng it samples within [-1, 1]."""
+def test_act_is_tanh_mean_and_the_loop_path_does_not_allocate():
+    """act() returns tanh(actor(obs)) as a new array each call (a list of actions never holds copies of the
+    last one); the training loop's path, PolicyActions, writes into one reused buffer instead. With an rng
+    act samples within [-1, 1]."""
+    from gde_ref.finetune.gde import PolicyActions
     agent, _ = make_learner(dtype=np.float32, cfg=IQLConfig(hidden=HIDDEN))
     obs = np.random.default_rng(7).standard_normal(OBS).astype(np.float32)
     a1 = agent.act(obs)
     np.testing.assert_allclose(a1, np.tanh(agent.actor.forward(obs[None]))[0], rtol=1e-5, atol=1e-6)
-    assert agent.act(obs) is a1
+    assert agent.act(obs) is not a1
+    loop_path = PolicyActions(agent.actor, agent.config)
+    b1 = loop_path.act(obs)
+    np.testing.assert_array_equal(b1, a1)
+    assert loop_path.act(obs) is b1, "the loop's actions reuse one buffer"
     samples = np.array([agent.act(obs, np.random.default_rng(i), temperature=5.0) for i in range(50)])
     assert samples.min() >= -1 and samples.max() <= 1 and samples.std() > 0
     with pytest.raises(ValueError, match="shape"):
