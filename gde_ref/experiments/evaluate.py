@@ -15,6 +15,7 @@ import numpy as np
 
 from gde_ref.checkpoint import load_npz
 from gde_ref.config import IQLConfig
+from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.envs.make import make_env, normalized_score
 from gde_ref.finetune.gde import AgentInputs, PolicyActions
 from gde_ref.finetune.loop import evaluate_episodes, report_seeds
@@ -34,7 +35,7 @@ class Policy:
         self.actor = MLP([self.obs_dim, *config.hidden, self.act_dim], np.random.default_rng(0), np.float32,
                          extra=self.act_dim)
         self.actor.params[:] = params
-        self._inputs = AgentInputs(_Normalizer(obs_mean, obs_std), 1.0)
+        self._inputs = AgentInputs(ObsNormalizer(obs_mean, obs_std), 1.0)
         self._actions = PolicyActions(self.actor, config)
 
     def act(self, obs):
@@ -44,11 +45,6 @@ class Policy:
             raise ValueError(f"Policy.act needs one finite raw observation of shape ({self.obs_dim},) from "
                              f"{self.task}, got shape {obs.shape}")
         return self._actions.act(self._inputs.obs(obs)).copy()
-
-
-class _Normalizer:
-    def __init__(self, mean, std):
-        self.mean, self.std = mean, std
 
 
 def _act_dim(params, obs_dim, hidden):

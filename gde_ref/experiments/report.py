@@ -25,9 +25,9 @@ from scipy import stats
 
 from gde_ref import plots
 from gde_ref.checkpoint import write_json, write_text
+from gde_ref.finetune.variants import STAGE_ALGOS
 
 ALGO_ORDER = ("offline", "iql", "oniql", "reiql", "rnd", "gde", "gde-no-exploit", "gde-no-explore", "gde-no-teacher")
-STAGE_ALGOS = ("gde", "gde-no-exploit", "gde-no-explore", "gde-no-teacher")
 X_AXES = ("env_step", "exploration_steps")
 CONFIDENCE = 0.95
 
