@@ -228,8 +228,7 @@ def second_process_ready_s(obs_dim, act_dim):
 
 def compile_time():
     """(seconds for the first update and act calls, whether every kernel came from the disk cache)."""
-    from gde_ref.agents import iql
-    from gde_ref.finetune import gde
+    from gde_ref.agents import actors, iql
     obs_dim, act_dim = TASK_DIMS["hopper"]
     agent, learner = _make(obs_dim, act_dim)
     batch = random_batch(np.random.default_rng(0), obs_dim, act_dim, 256)
@@ -238,7 +237,7 @@ def compile_time():
     learner.update(batch, 0.3)
     agent.act(batch.obs[0])
     seconds = time.perf_counter() - t0
-    dispatchers = (iql.iql_update_kernel, gde.gde_update_kernel, iql.mean_action_kernel)
+    dispatchers = (iql.iql_update, actors.exploration_step, actors.policy_action)
     from_cache = all(d.stats.cache_hits and not d.stats.cache_misses for d in dispatchers)
     return seconds, bool(from_cache)
 

@@ -63,11 +63,11 @@ def _pretrain(args):
     from gde_ref.nn.kernels import blas_threads
     preset = PRESETS[args.preset]
     steps = args.steps or preset["steps"]
-    bar = tqdm(total=steps, unit="step", desc=f"IQL {args.dataset}", disable=args.json, file=sys.stderr,
+    bar = tqdm(total=steps, unit="step", desc=f"{args.backbone} {args.dataset}", disable=args.json, file=sys.stderr,
                mininterval=1.0, delay=0.5)
     try:
         with bar, blas_threads(args.blas_threads), stop_on_interrupt() as stop:
-            summary = pretrain(args.dataset, args.out, steps, seed=args.seed,
+            summary = pretrain(args.dataset, args.out, steps, seed=args.seed, backbone=args.backbone,
                                eval_every=min(preset["eval_every"], steps), eval_episodes=preset["eval_episodes"],
                                progress=bar, command=" ".join(["gde-ref"] + sys.argv[1:]), resume=args.resume,
                                force=args.force, stop=stop)
@@ -128,7 +128,7 @@ def _report(args):
     return 0
 
 
-FINETUNE_DEFAULTS = {"algo": "gde", "seed": 0, "preset": "laptop", "kl_weight": 0.3, "n_step": 1,
+FINETUNE_DEFAULTS = {"algo": "gde", "backbone": "iql", "seed": 0, "preset": "laptop", "kl_weight": 0.3, "n_step": 1,
                      "action_temperature": 1.0, "update_during_stages": False, "reset_optimizers": False}
 
 
@@ -165,13 +165,13 @@ def _finetune(args):
                mininterval=1.0, delay=0.5)
 
     def pretrain_bar(total):   # the offline agent's pretraining, when the run has to make it first
-        return tqdm(total=total, unit="step", desc=f"pretraining IQL on {args.dataset}", disable=args.json,
+        return tqdm(total=total, unit="step", desc=f"pretraining {args.backbone} on {args.dataset}", disable=args.json,
                     file=sys.stderr, mininterval=1.0, delay=0.5)
 
     try:
         with bar, blas_threads(args.blas_threads), stop_on_interrupt() as stop:
             summary = finetune(args.dataset, args.algo, args.out, steps=args.steps, seed=args.seed,
-                               preset=args.preset, offline_path=args.offline, resume=args.resume, force=args.force,
+                               preset=args.preset, offline_path=args.offline, backbone=args.backbone, resume=args.resume, force=args.force,
                                kl_weight=args.kl_weight, n_step=args.n_step,
                                action_temperature=args.action_temperature, eval_period=args.eval_period,
                                eval_steps=args.eval_steps, evaluation_stages=args.evaluation_stages,
@@ -193,9 +193,18 @@ def _finetune(args):
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (what is wrong, and where the help is), like every other error here."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
     from gde_ref import __version__
-    parser = argparse.ArgumentParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
+    from gde_ref.agents.backbones import BACKBONES
+    from gde_ref.finetune.algos import ALGOS
+    parser = OneLineParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
     parser.add_argument("--version", action="version", version=f"gde-ref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -230,7 +239,9 @@ def build_parser():
                       help="processes for the fine-tuning runs (default: 2, or 1 on a 1-CPU machine)")
     maze.add_argument("--json", action="store_true", help="print the results as JSON (no progress bar)")
     maze.set_defaults(run=_maze)
-    pre = sub.add_parser("pretrain", help="train IQL offline on a dataset (writes DIR/offline.npz, summary.json)")
+    pre = sub.add_parser("pretrain", help="train a backbone (IQL, TD3+BC) offline on a dataset (writes "
+                         "DIR/offline.npz, summary.json)")
+    pre.add_argument("--backbone", default="iql", choices=tuple(BACKBONES), help="the offline RL algorithm (default iql)")
     pre.add_argument("--dataset", required=True, help="a dataset name (hopper-medium) or any local Minari id")
     pre.add_argument("--steps", type=int, default=None, help="gradient steps (default: the preset's)")
     pre.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
@@ -244,11 +255,13 @@ def build_parser():
     pre.add_argument("--force", action="store_true", help="delete the run in DIR and start over")
     pre.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
     pre.set_defaults(run=_pretrain)
-    fin = sub.add_parser("finetune", help="fine-tune an offline IQL agent online with GDE or a Table 1 variant "
+    fin = sub.add_parser("finetune", help="fine-tune an offline agent online with GDE or a Table 1 variant "
                          "(writes RUN/config.json, log.csv, summary.json, curve.png, checkpoint.npz)")
+    fin.add_argument("--backbone", default=None, choices=tuple(BACKBONES),
+                     help="the offline agent's algorithm (default iql; --from's agent must be one)")
     fin.add_argument("--dataset", default=None, help="a dataset name, e.g. hopper-medium (with --resume: the run's)")
-    fin.add_argument("--algo", default=None, help="gde (default), offline, oniql, iql, reiql, rnd, "
-                     "gde-no-exploit, gde-no-explore, gde-no-teacher")
+    fin.add_argument("--algo", default=None, choices=ALGOS, metavar="ALGO",
+                     help=f"gde (default), or one of {', '.join(ALGOS)} (oniql, iql, reiql: IQL backbone only)")
     fin.add_argument("--steps", type=int, default=None, help="online env steps, evaluation stages included "
                      "(default: the preset's)")
     fin.add_argument("--preset", default=None, choices=("quick", "laptop", "paper"),
@@ -309,7 +322,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:   # --help (0) or a usage error (2, one line already printed)
+        return done.code
     if args.command == "bench":
         from gde_ref.bench import TASK_DIMS
         unknown = [t for t in args.tasks.split(",") if t not in TASK_DIMS]

@@ -28,6 +28,30 @@ class IQLConfig:
 
 
 @dataclass(frozen=True)
+class TD3BCConfig:
+    """TD3+BC backbone (Fujimoto & Gu, 2021), the official code's defaults (sfujim/TD3_BC); the paper's Table 3."""
+
+    alpha: float = 2.5              # lambda = alpha / mean |Q1(s, pi(s))| in the actor loss
+    discount: float = 0.99          # gamma
+    polyak: float = 0.005           # target averaging rate (critics and actor, on actor-update steps)
+    critic_lr: float = 3e-4         # Adam learning rate of Q1, Q2
+    actor_lr: float = 3e-4          # Adam learning rate of the actor(s), constant
+    hidden: tuple = (256, 256)
+    batch_size: int = 256
+    policy_noise: float = 0.2       # target policy smoothing: eps ~ N(0, policy_noise^2) ...
+    noise_clip: float = 0.5         # ... clipped to [-noise_clip, noise_clip] (actions in [-1, 1])
+    policy_freq: int = 2            # one actor (and target) update every policy_freq critic updates
+    exploration_std: float = 0.1    # TD3's exploration noise N(0, 0.1^2): the actor's fixed std online
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.policy_noise < 0 or self.noise_clip < 0 or not self.exploration_std > 0:
+            raise ValueError("alpha, policy_noise and noise_clip must be >= 0 and exploration_std > 0, got "
+                             f"{self.alpha}, {self.policy_noise}, {self.noise_clip}, {self.exploration_std}")
+        if self.policy_freq < 1:
+            raise ValueError(f"policy_freq must be >= 1, got {self.policy_freq}")
+
+
+@dataclass(frozen=True)
 class GDEConfig:
     """Guided Decoupled Exploration, paper Section 4.2.3 and Algorithm 1: the learner's settings. F and L
     (how often and how long the exploitation policy is evaluated) belong to the online loop:

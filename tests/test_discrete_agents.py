@@ -180,7 +180,7 @@ def test_kernel_stats_match_reference_loss_terms():
     b = check_discrete_batch("test", maze_batch(np.random.default_rng(11)), MAZE.obs_dim, N_ACT)
     q, q_target = agent._bundle(B)
     stats = np.zeros(3)
-    q_learning_kernel(q, q_target, *b, 1.5, 0.0, stats)
+    q_learning_kernel(q, q_target, b, 1.5, 0.0, stats)
     _, td, penalty, q_mean, _, _ = q_loss(agent.q.params.astype(np.float64), agent.q_target.astype(np.float64),
                                           agent.q.sizes, b, 1.5)
     np.testing.assert_allclose(stats, [td, penalty, q_mean], rtol=1e-5, atol=1e-7)

@@ -117,7 +117,7 @@ def test_outputs_of_a_gde_run(agents, tmp_path):
     assert (out / "curve.png").stat().st_size > 1000
     arrays, meta = load_npz(out / "checkpoint.npz")
     assert meta["loop"]["env_step"] == 600 and meta["learner"]["swaps"] == summary["teacher_swaps"]
-    assert {"learner/gde/teacher", "learner/adam/explore/t", "buffer/obs", "env/mj_state", "loop/obs"} <= set(arrays)
+    assert {"learner/gde/teacher", "learner/gde/adam/explore/t", "buffer/obs", "env/mj_state", "loop/obs"} <= set(arrays)
     with pytest.raises(ValueError, match="saved on 'hopper', not 'walker2d'"):
         read_checkpoint(out / "checkpoint.npz", "walker2d")
 
@@ -161,7 +161,7 @@ def test_pretrains_once_then_reuses_the_cache(tmp_path, monkeypatch):
     """Without an offline agent: pretrain into RUNS/pretrained/..., reused by the next run; ``iql`` keeps
     the offline transitions in its buffer."""
     tiny_dataset(tmp_path / "datasets", monkeypatch)
-    kw = dict(BUDGET, steps=300, iql_config=SMALL, pretrain_steps=50)
+    kw = dict(BUDGET, steps=300, backbone_settings=SMALL, pretrain_steps=50)
     finetune("hopper-medium", "oniql", str(tmp_path / "runs" / "a"), **kw)
     cached = tmp_path / "runs" / "pretrained" / "hopper-medium-quick-seed1" / "offline.npz"
     stamp = cached.stat().st_mtime_ns
@@ -178,7 +178,7 @@ def test_pretrains_once_then_reuses_the_cache(tmp_path, monkeypatch):
     (["--from", "MISSING"], "no offline agent at"),
     (["--from", "WALKER"], "trained on 'walker2d'"),
     (["--from", "HOPPER", "--kl-weight", "-0.1"], "kl_weight (rho) must be >= 0"),
-    (["--from", "HOPPER", "--algo", "sac"], "unknown algo 'sac'"),
+    (["--from", "HOPPER", "--algo", "sac"], "invalid choice: 'sac'"),
     (["--from", "HOPPER", "--resume"], "to resume"),
 ])
 def test_bad_input_gives_one_clear_line(agents, tmp_path, capsys, args, message):

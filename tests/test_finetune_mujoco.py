@@ -10,7 +10,9 @@ from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.envs.make import make_env
 from gde_ref.finetune.gde import AgentInputs, GDEFinetuner, GDELearner
 from gde_ref.finetune.loop import LoopConfig, run_online
-from gde_ref.finetune.variants import ALGOS, make_buffer, make_learner
+from gde_ref.agents.td3bc import TD3BCAgent
+from gde_ref.config import TD3BCConfig
+from gde_ref.finetune.algos import ALGOS, make_buffer, make_learner
 
 OBS, ACT, B = 11, 3, 32  # Hopper-v5
 SMALL = IQLConfig(hidden=(32, 32), batch_size=B)
@@ -114,9 +116,9 @@ def test_ablations_change_what_they_say():
 def test_variants_update_what_they_should():
     rng = np.random.default_rng(0)
     off = make_learner("offline", agent(), identity(), 1.0)
-    before = {k: v.copy() for k, v in off.agent.state_arrays().items()}
+    before = {k: v.copy() for k, v in off.agent.state().items()}
     assert off.update(raw_batch(rng), 0.5) == {}
-    assert all(np.array_equal(v, before[k]) for k, v in off.agent.state_arrays().items())
+    assert all(np.array_equal(v, before[k]) for k, v in off.agent.state().items())
     for algo in ("oniql", "reiql", "rnd"):
         learner = make_learner(algo, agent(), identity(), 1.0)
         actor0 = learner.agent.actor.params.copy()
@@ -222,8 +224,10 @@ def test_every_algo_runs_in_the_loop(algo):
 
 
 def test_bad_input_gives_a_clear_error():
-    with pytest.raises(ValueError, match=r"unknown algo 'sac'.*valid algos: offline, oniql, iql"):
+    with pytest.raises(ValueError, match=r"unknown algo 'sac'.*valid algos: offline, iql, oniql, naive"):
         make_learner("sac", agent(), identity(), 1.0)
+    with pytest.raises(ValueError, match=r"'oniql' is defined on the iql backbone, not 'td3bc'.*use 'naive'"):
+        make_learner("oniql", TD3BCAgent(OBS, ACT, TD3BCConfig(hidden=(8, 8))), identity(), 1.0)
     with pytest.raises(ValueError, match="unknown algo"):
         make_buffer("gde-no-everything", OBS, ACT)
     with pytest.raises(ValueError, match=r"kl_weight \(rho\)"):

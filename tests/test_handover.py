@@ -10,7 +10,7 @@ from gde_ref.data import Batch
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.experiments.finetune import finetune
 from gde_ref.experiments.pretrain import load_offline, save_offline
-from gde_ref.finetune.variants import make_learner
+from gde_ref.finetune.algos import make_learner
 
 OBS, ACT = 11, 3
 SMALL = IQLConfig(hidden=(32, 32), batch_size=64)

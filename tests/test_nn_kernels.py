@@ -264,8 +264,10 @@ def test_mlp_backward_kernel_flags_leave_unwanted_outputs_untouched(want_params,
     ws = Workspace(net.layout, net.n_params, BATCH, np.float64)
     ws.grads[:], ws.dx[:] = 123.0, 456.0
     kernels.mlp_forward(net.params, net.layout, x, ws.acts)
-    kernels.mlp_backward(net.params, net.layout, x, ws.acts, d_out, ws.deltas, ws.grads, ws.dx,
-                         want_params, want_input)
+    empty = np.zeros(0)
+    bundle = kernels.Net(net.params, net.layout, ws.grads, empty, empty, np.zeros(1, np.int64), ws.acts, ws.deltas,
+                         ws.dx)
+    kernels.mlp_backward(bundle, x, d_out, want_params, want_input)
     ref_grads, ref_dx = ref_backward(net, x, d_out)
     if want_params:
         np.testing.assert_allclose(ws.grads, ref_grads, **TOL[np.float64])
@@ -591,7 +593,7 @@ def test_adam_kernel_updates_in_place():
     params, grads = rng.standard_normal(5), rng.standard_normal(5)
     m, v, t = np.zeros(5), np.zeros(5), np.zeros(1, np.int64)
     before = params.copy()
-    adam_kernel(params, grads, m, v, t, 1e-3, 0.9, 0.999, 1e-8)
+    adam_kernel(params, grads, m, v, t, 1e-3, (0.9, 0.999, 1e-8))
     expected = textbook_adam(before, np.zeros(5), np.zeros(5), 0, grads, 1e-3, 0.9, 0.999, 1e-8)
     np.testing.assert_allclose(params, expected[0], rtol=1e-12)
     np.testing.assert_allclose(m, expected[1], rtol=1e-12)

@@ -11,7 +11,8 @@ from gde_ref.config import IQLConfig
 from gde_ref.data.datasets import save_dataset
 from gde_ref.data.prepare import ObsNormalizer, prepare_transitions, reward_scale
 from gde_ref.envs.make import REF_SCORES, make_env
-from gde_ref.experiments.pretrain import cosine_lr, load_offline, pretrain, save_offline
+from gde_ref.agents.iql import cosine_lr
+from gde_ref.experiments.pretrain import load_offline, pretrain, save_offline
 
 
 def test_cosine_schedule():
@@ -35,8 +36,8 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     path = tmp_path / "run" / "offline.npz"
     save_offline(path, agent, norm, {"task": "hopper", "dataset": "hopper-medium"})
     loaded, lnorm, meta = load_offline(path, task="hopper")
-    for name, arr in agent.state_arrays().items():
-        np.testing.assert_array_equal(loaded.state_arrays()[name], arr)
+    for name, arr in agent.state().items():
+        np.testing.assert_array_equal(loaded.state()[name], arr)
     np.testing.assert_array_equal(lnorm.mean, norm.mean)
     assert meta["config"]["hidden"] == [8, 8] and loaded.config.hidden == (8, 8)
     with pytest.raises(ValueError, match="trained on 'hopper'.*not 'walker2d'"):
@@ -48,7 +49,9 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match="corrupt"):
         load_offline(bad)
     save_npz(tmp_path / "other.npz", {"x": np.zeros(2)}, {"format": "something-else"})
-    with pytest.raises(ValueError, match="not an IQL offline agent"):
+    with pytest.raises(ValueError, match="is a iql agent, not td3bc: pass --backbone iql"):
+        load_offline(path, backbone="td3bc")
+    with pytest.raises(ValueError, match="not an offline agent"):
         load_offline(tmp_path / "other.npz")
     assert not [p for p in os.listdir(tmp_path / "run") if p.endswith(".tmp")], "no temp file left"
 

@@ -62,7 +62,8 @@ def test_every_update_gradient_matches_central_differences():
     b = make_batch(np.random.default_rng(4))
     agent.update(b, np.random.default_rng(5))
     noise_next, noise = reference_noise(5)
-    bundles = agent.bundles(B)
+    n = agent.nets(B)
+    bundles = {"q1": n.critics.q1, "q2": n.critics.q2, "actor": n.actor, "temperature": n.temperature}
     nets = ref.RefSAC(agent)
     alpha = 0.7
     logp = ref.actor_loss(nets.p["pi"], nets, b, noise, alpha)[3]

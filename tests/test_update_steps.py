@@ -102,7 +102,9 @@ def test_every_update_gradient_matches_central_differences():
     b = make_batch(np.random.default_rng(4))
     rho = 0.3
     learner.update(b, kl_weight=rho)
-    bundles = learner.bundles(B)
+    nets = agent.nets(B)
+    bundles = {"value": nets.value, "q1": nets.critics.q1, "q2": nets.critics.q2, "actor": nets.actor,
+               "explore": learner.policies(B)[0]}
     nets = ref.RefNets(agent, learner)
     rec = ref.Recorder()
     _, _, _, qt = ref.value_loss(nets.p["v"], nets, b, cfg, rec)
@@ -157,13 +159,13 @@ def test_act_is_tanh_mean_and_the_loop_path_does_not_allocate():
     """act() returns tanh(actor(obs)) as a new array each call (a list of actions never holds copies of the
     last one); the training loop's path, PolicyActions, writes into one reused buffer instead. With an rng
     act samples within [-1, 1]."""
-    from gde_ref.finetune.gde import PolicyActions
+    from gde_ref.agents.actors import PolicyActions
     agent, _ = make_learner(dtype=np.float32, cfg=IQLConfig(hidden=HIDDEN))
     obs = np.random.default_rng(7).standard_normal(OBS).astype(np.float32)
     a1 = agent.act(obs)
     np.testing.assert_allclose(a1, np.tanh(agent.actor.forward(obs[None]))[0], rtol=1e-5, atol=1e-6)
     assert agent.act(obs) is not a1
-    loop_path = PolicyActions(agent.actor, agent.config)
+    loop_path = PolicyActions(agent.actor, agent.spec)
     b1 = loop_path.act(obs)
     np.testing.assert_array_equal(b1, a1)
     assert loop_path.act(obs) is b1, "the loop's actions reuse one buffer"

@@ -15,9 +15,11 @@ from gde_ref.nn.kernels import kernel, mlp_forward_single
 
 
 @kernel
-def q_learning_kernel(q, q_target, obs, actions, rewards, discounts, next_obs, cql_alpha, lr, stats):
+def q_learning_kernel(q, q_target, batch, cql_alpha, lr, stats):
     """One Adam step of Q on  mean (Q(s,a) - y)^2 + alpha * mean(logsumexp_a Q(s, .) - Q(s, a)),
-    y = r + discount * max_a' Q_target(s', a').  Fills stats = (td loss, cql penalty, mean Q(s, a))."""
+    y = r + discount * max_a' Q_target(s', a'), on a Batch with integer actions.
+    Fills stats = (td loss, cql penalty, mean Q(s, a))."""
+    obs, actions, rewards, discounts, next_obs = batch
     q_all = net_forward(q, obs)
     next_q = net_forward(q_target, next_obs)
     d_q = np.empty_like(q_all)
@@ -100,7 +102,7 @@ class QAgent:
             "QAgent.update", batch, self.obs_dim, self.n_actions)
         q, q_target = self._bundle(obs.shape[0])
         stats = np.zeros(3)
-        q_learning_kernel(q, q_target, obs, actions, rewards, discounts, next_obs, self.cql_alpha, self.lr, stats)
+        q_learning_kernel(q, q_target, Batch(obs, actions, rewards, discounts, next_obs), self.cql_alpha, self.lr, stats)
         self.updates += 1
         if self.updates % self.target_period == 0:
             self.q_target[:] = self.q.params

@@ -15,7 +15,7 @@ import numpy as np
 from gde_ref.losses.baselines import rnd_loss_kernel
 from gde_ref.nn import MLP, AdamState
 from gde_ref.nn.bundle import frozen_net, net_adam, net_backward, net_forward, trained_net
-from gde_ref.nn.checks import check_array
+from gde_ref.nn.checks import check_array, restore_arrays
 from gde_ref.nn.kernels import kernel
 
 OBS_CLIP = 5.0
@@ -72,3 +72,14 @@ class RND:
         self.bonus_count += 1
         self.bonus_var += (float(errors.var() + errors.mean() ** 2) - self.bonus_var) / min(self.bonus_count, 1000)
         return errors / np.float32(np.sqrt(self.bonus_var) + 1e-8)
+
+    def state(self):
+        """The networks, the predictor's Adam state and the running statistics (arrays by reference)."""
+        return {"predictor": self.predictor.params, "target": self.target.params, "obs_mean": self.obs_mean,
+                "obs_var": self.obs_var, "adam/m": self.adam.m, "adam/v": self.adam.v, "adam/t": self.adam.t,
+                "obs_count": self.obs_count, "bonus_var": self.bonus_var, "bonus_count": self.bonus_count}
+
+    def load_state(self, saved, what="checkpoint"):
+        """Restore a ``state()``: arrays in place, then the counters."""
+        restore_arrays(what, {k: v for k, v in self.state().items() if isinstance(v, np.ndarray)}, saved)
+        self.obs_count, self.bonus_var, self.bonus_count = saved["obs_count"], saved["bonus_var"], saved["bonus_count"]

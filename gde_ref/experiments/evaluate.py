@@ -13,30 +13,31 @@ import os
 
 import numpy as np
 
+from gde_ref.agents.actors import PolicyActions
+from gde_ref.agents.backbones import backbone_config, make_backbone
 from gde_ref.checkpoint import load_npz
-from gde_ref.config import IQLConfig
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.envs.make import make_env, normalized_score
-from gde_ref.finetune.gde import AgentInputs, PolicyActions
+from gde_ref.finetune.gde import AgentInputs
 from gde_ref.finetune.loop import evaluate_episodes, report_seeds
-from gde_ref.nn import MLP
 
 POLICIES = {"exploit": "learner/agent/actor", "explore": "learner/gde/explore", "teacher": "learner/gde/teacher"}
 
 
 class Policy:
-    """A trained tanh-mean Gaussian actor that takes raw observations: ``act(obs)`` normalises ``obs`` with
-    the training data's mean/std and returns a new (act_dim,) float32 array, the mean action."""
+    """A trained actor (of any backbone) that takes raw observations: ``act(obs)`` normalises ``obs`` with the
+    training data's mean/std and returns a new (act_dim,) float32 array, the mean action."""
 
-    def __init__(self, params, config, obs_mean, obs_std, task, which, source):
+    def __init__(self, params, backbone, obs_mean, obs_std, task, which, source):
         self.task, self.which, self.source = task, which, source
-        self.obs_dim = len(obs_mean)
-        self.act_dim = _act_dim(params, self.obs_dim, config.hidden)
-        self.actor = MLP([self.obs_dim, *config.hidden, self.act_dim], np.random.default_rng(0), np.float32,
-                         extra=self.act_dim)
+        self.obs_dim, self.act_dim = backbone.obs_dim, backbone.act_dim
+        if params.shape != backbone.actor.params.shape:
+            raise ValueError(f"{source}: its {which} actor has {params.size} numbers, a {backbone.name} actor for "
+                             f"obs {self.obs_dim}, act {self.act_dim} has {backbone.actor.n_params}")
+        self.actor = backbone.actor
         self.actor.params[:] = params
         self._inputs = AgentInputs(ObsNormalizer(obs_mean, obs_std), 1.0)
-        self._actions = PolicyActions(self.actor, config)
+        self._actions = PolicyActions(self.actor, backbone.spec)
 
     def act(self, obs):
         """The mean action for one raw observation (obs_dim,), as a new array."""
@@ -47,15 +48,9 @@ class Policy:
         return self._actions.act(self._inputs.obs(obs)).copy()
 
 
-def _act_dim(params, obs_dim, hidden):
-    """The action size of a flat actor vector [obs, *hidden, A] + A log-stds."""
-    sizes = [obs_dim, *hidden]
-    body = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-    # remaining = hidden[-1] * A + A (last layer) + A (log-std) = A (hidden[-1] + 2)
-    act_dim, rest = divmod(len(params) - body, hidden[-1] + 2)
-    if rest or act_dim < 1:
-        raise ValueError(f"an actor vector of {len(params)} numbers does not fit obs {obs_dim}, hidden {hidden}")
-    return act_dim
+def _backbone(meta, config_key):
+    name = meta.get("backbone", "iql")
+    return make_backbone(name, meta["obs_dim"], meta["act_dim"], backbone_config(name, meta[config_key]))
 
 
 def load_policy(run, which="exploit"):
@@ -68,22 +63,19 @@ def load_policy(run, which="exploit"):
     offline = run if run.endswith(".npz") else os.path.join(run, "offline.npz")
     if os.path.isdir(run) and os.path.isfile(ckpt) and not os.path.isfile(offline):
         arrays, meta = load_npz(ckpt, "fine-tuning checkpoint")
-        if "iql_config" not in meta:
+        config_key = "backbone_config" if "backbone_config" in meta else "iql_config"   # v2 runs: IQL's
+        if config_key not in meta:
             raise ValueError(f"{ckpt} is not a fine-tuning checkpoint: pass a run written by gde-ref finetune")
         key = POLICIES[which]
         if key not in arrays:
             raise ValueError(f"{run} has no {which} policy (it was fine-tuned with an algorithm without one); "
                              "use --policy exploit")
-        cfg = meta["iql_config"]
-        config = IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])})
-        return Policy(arrays[key], config, arrays["setup/obs_mean"], arrays["setup/obs_std"], meta["task"], which, run)
+        return Policy(arrays[key], _backbone(meta, config_key), arrays["setup/obs_mean"], arrays["setup/obs_std"], meta["task"], which, run)
     if os.path.isfile(offline):
         if which != "exploit":
             raise ValueError(f"{run} holds an offline agent: it has one policy, not a {which} policy; drop --policy")
         arrays, meta = load_npz(offline, "offline agent")
-        cfg = meta["config"]
-        config = IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])})
-        return Policy(arrays["actor"], config, arrays["obs_mean"], arrays["obs_std"], meta["task"], which, offline)
+        return Policy(arrays["actor"], _backbone(meta, "config"), arrays["obs_mean"], arrays["obs_std"], meta["task"], which, offline)
     raise FileNotFoundError(f"{run} holds no policy (no checkpoint.npz or offline.npz): pass a run directory written "
                             "by gde-ref finetune or gde-ref pretrain")
 

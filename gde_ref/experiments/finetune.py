@@ -1,8 +1,9 @@
-"""Online fine-tuning of an offline IQL agent on a MuJoCo task (paper Algorithm 1, Table 1): ``gde-ref finetune``.
+"""Online fine-tuning of an offline agent (a backbone: IQL, TD3+BC) on a MuJoCo task (paper Algorithm 1, Tables 1
+and 3): ``gde-ref finetune``.
 
     claim RUN (rundir.claim: one run per directory, a lock, config.json with the settings and provenance)
-    agent = load_offline(DIR/offline.npz)   or pretrain (cached in OUT/../pretrained/DATASET-PRESET-seedS)
-    learner = make_learner(algo, agent, ...);  buffer = make_buffer(algo, ...)
+    agent = load_offline(DIR/offline.npz)   or pretrain (cached in OUT/../pretrained/DATASET[-BACKBONE]-PRESET-seedS)
+    learner = make_learner(algo, agent, ...);  buffer = make_buffer(algo, ...)   # finetune.algos' table
     run_online(env, eval_env, learner, buffer, LoopConfig, report_env=...)   # the shared loop (its protocol)
     RUN/log.csv row by row, RUN/curve.png at each reporting evaluation, RUN/summary.json at the end
 
@@ -19,17 +20,17 @@ import time
 import numpy as np
 
 from gde_ref import plots
-from gde_ref.agents.iql import IQLAgent
+from gde_ref.agents.backbones import backbone_config, make_backbone
 from gde_ref.experiments import rundir
 from gde_ref.checkpoint import write_json, write_text
-from gde_ref.config import GDEConfig, IQLConfig
+from gde_ref.config import GDEConfig
 from gde_ref.data.buffer import ReplayBuffer
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.envs.make import make_env, normalized_score, parse_dataset_name
 from gde_ref.experiments import pretrain as pretrain_recipe
 from gde_ref.experiments.finetune_state import load_learner, read_checkpoint, save_checkpoint, set_env_state
 from gde_ref.finetune.loop import LoopConfig, LoopState, RunInterrupted, final_score, report_rows, run_online
-from gde_ref.finetune.variants import ALGOS, OFFLINE_DATA_ALGOS, STAGE_ALGOS, make_buffer, make_learner
+from gde_ref.finetune.algos import STAGE_ALGOS, algo_row, make_buffer, make_learner
 
 # Budgets in env steps (the protocol: ``finetune.loop``). F as the paper's locomotion setting (B.3: F = 2500).
 # L is not given for locomotion (Table 7's L = 5000 goes with antmaze's F = 2.5e4, 20% of each period): we
@@ -53,42 +54,40 @@ FINAL_WINDOW = 10   # locomotion: the reported score is the mean of the last 10 
 LOG_COLUMNS = ("kind", "env_step", "exploration_steps", "updates", "eval_return", "normalized_score",
                "eval_return_std", "episodes", "teacher_score", "teacher_swapped", "kl_weight", "q_mean",
                "critic_loss", "actor_loss", "explore_loss")
-SETTINGS_CHECKED_ON_RESUME = ("dataset", "algo", "seed", "steps", "eval_period", "eval_steps", "kl_weight",
+SETTINGS_CHECKED_ON_RESUME = ("dataset", "backbone", "algo", "seed", "steps", "eval_period", "eval_steps", "kl_weight",
                               "n_step", "action_temperature", "evaluation_stages", "update_during_stages",
                               "reset_optimizers", "report_period", "report_episodes")
-# settings that only some algorithms read: given to another one they would do nothing, so they are refused
-KL_WEIGHT_ALGOS = ("gde", "gde-no-exploit", "gde-no-explore")       # rho: GDE's KL term (no-teacher has rho = 0)
-TEMPERATURE_ALGOS = ("oniql", "iql", "reiql", "rnd")               # Fig. 2d's t: scales the collecting std
 
 
 # ------------------------------------------------------------------------------------------------
 # the recipe
 # ------------------------------------------------------------------------------------------------
-def offline_agent(dataset, task, seed, preset, offline_path, out, iql_config=None, pretrain_steps=None,
-                  cache_dir=None, progress=None, stop=None):
+def offline_agent(dataset, task, seed, preset, offline_path, out, backbone_settings=None, pretrain_steps=None,
+                  cache_dir=None, progress=None, stop=None, backbone="iql"):
     """(agent, normalizer, meta, path): ``offline_path``'s agent, else a cached pretrained one, pretraining it
     first (``progress(total)``: makes its tqdm-like bar; ``stop``: as ``pretrain``'s) if the cache (``cache_dir`` or OUT/../pretrained/DATASET-PRESET-seedS)
     has none with these settings and this data. A cached agent trained on other data (the dataset was remade)
-    is refused, as is ``offline_path``'s when the dataset is here and its fingerprint differs."""
+    is refused, as is ``offline_path``'s when the dataset is here and its fingerprint differs, or when it is
+    another backbone's agent. ``backbone_settings``: the backbone's config (defaults if None)."""
     if offline_path is not None:
-        agent, normalizer, meta = pretrain_recipe.load_offline(offline_path, task)
+        agent, normalizer, meta = pretrain_recipe.load_offline(offline_path, task, backbone)
         pretrain_recipe.check_data_fingerprint(meta, dataset, os.fspath(offline_path), required=False)
         return agent, normalizer, meta, os.fspath(offline_path)
     budget = pretrain_recipe.PRESETS[preset]
     steps = pretrain_steps or budget["steps"]
-    config = iql_config or IQLConfig()
-    cache = cache_dir or os.path.join(os.path.dirname(os.path.abspath(out)), "pretrained",
-                                      f"{dataset}-{preset}-seed{seed}")
+    config = backbone_settings or backbone_config(backbone)
+    name = dataset if backbone == "iql" else f"{dataset}-{backbone}"
+    cache = cache_dir or os.path.join(os.path.dirname(os.path.abspath(out)), "pretrained", f"{name}-{preset}-seed{seed}")
     path = os.path.join(cache, "offline.npz")
     if os.path.isfile(path):
-        agent, normalizer, meta = pretrain_recipe.load_offline(path, task)
+        agent, normalizer, meta = pretrain_recipe.load_offline(path, task, backbone)
         if (meta.get("dataset"), meta.get("seed"), meta.get("steps"), agent.config) == (dataset, seed, steps, config):
             pretrain_recipe.check_data_fingerprint(meta, dataset, path, required=True)
             return agent, normalizer, meta, path
     bar = progress(steps) if progress is not None else None
     try:
         pretrain_recipe.pretrain(dataset, cache, steps, seed=seed, eval_every=min(budget["eval_every"], steps),
-                                 eval_episodes=budget["eval_episodes"], config=config, progress=bar, stop=stop,
+                                 eval_episodes=budget["eval_episodes"], config=config, progress=bar, stop=stop, backbone=backbone,
                                  resume=not os.path.isfile(path) and os.path.isfile(os.path.join(cache, "checkpoint.npz")),
                                  force=os.path.isfile(path))
     finally:
@@ -134,13 +133,14 @@ class RunLog:
 
 def check_settings(algo, settings, given=()):
     """Refuse settings that would do nothing or a budget that cannot train: ``given`` names the settings the
-    user set explicitly (a default is never refused)."""
+    user set explicitly (a default is never refused). What each algorithm reads is its row of ``finetune.algos``."""
+    row = algo_row(algo, settings.get("backbone"))
     stages = settings["evaluation_stages"]
-    if algo in STAGE_ALGOS and not stages:
+    if row.stages and not stages:
         raise ValueError(f"{algo} needs its evaluation stages (the teacher is chosen by them): drop "
                          "--no-evaluation-stages")
-    unused = {"kl_weight": algo not in KL_WEIGHT_ALGOS,
-              "action_temperature": algo not in TEMPERATURE_ALGOS and settings["action_temperature"] != 1.0,
+    unused = {"kl_weight": "kl_weight" not in row.reads,
+              "action_temperature": "action_temperature" not in row.reads and settings["action_temperature"] != 1.0,
               "eval_period": not stages, "eval_steps": not stages, "update_during_stages": not stages,
               "reset_optimizers": algo == "offline"}
     refused = [k for k in given if unused.get(k)]
@@ -149,8 +149,8 @@ def check_settings(algo, settings, given=()):
             else "it does not read them"
         raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in refused)} would do nothing for {algo} "
                          f"({why}): drop {'it' if len(refused) == 1 else 'them'}")
-    if algo.startswith("gde") and settings["action_temperature"] != 1.0:
-        raise ValueError(f"action_temperature applies to the IQL variants (Fig. 2d), not to {algo!r}")
+    if "action_temperature" not in row.reads and settings["action_temperature"] != 1.0:
+        raise ValueError(f"action_temperature applies to the naive variants (Fig. 2d), not to {algo!r}")
     first_stage = min(settings["eval_steps"], settings["steps"]) if stages else 0
     if settings["steps"] - first_stage < 1:
         raise ValueError(f"a budget of {settings['steps']} env steps leaves no exploration step (and no update) "
@@ -162,10 +162,11 @@ def check_settings(algo, settings, given=()):
 def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_path=None, resume=False, force=False,
              kl_weight=0.3, n_step=1, action_temperature=1.0, eval_period=None, eval_steps=None,
              evaluation_stages=None, update_during_stages=False, reset_optimizers=False, report_period=None,
-             report_episodes=None, checkpoint_period=None, buffer_size=None, iql_config=None, pretrain_steps=None,
-             cache_dir=None, progress=None, pretrain_progress=None, command=None, interrupt_at=None, stop=None,
-             given=()):
-    """Fine-tune an offline IQL agent with ``algo`` (one of ``ALGOS``) on ``dataset``'s task; returns the summary.
+             report_episodes=None, checkpoint_period=None, buffer_size=None, backbone="iql", backbone_settings=None,
+             pretrain_steps=None, cache_dir=None, progress=None, pretrain_progress=None, command=None,
+             interrupt_at=None, stop=None, given=()):
+    """Fine-tune an offline ``backbone`` agent (``agents.backbones``: iql, td3bc) with ``algo`` (a row of
+    ``finetune.algos``) on ``dataset``'s task; returns the summary.
 
     steps (T), eval_period (F), eval_steps (L), report_period, report_episodes, checkpoint_period, buffer_size:
     default to ``PRESETS[preset]``. evaluation_stages: run GDE's evaluation stage (default: only for GDE and
@@ -174,7 +175,8 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
     teacher becomes). reset_optimizers: start every Adam state afresh instead of continuing the offline
     agent's (the default, as IQL's own fine-tuning continues one learner across both phases).
     kl_weight: rho_0; n_step: n of the buffer's returns (1 for locomotion); action_temperature: Fig. 2d's t.
-    iql_config, pretrain_steps, cache_dir: for pretraining when ``offline_path`` is None.
+    backbone_settings (the backbone's config), pretrain_steps, cache_dir: for pretraining when ``offline_path``
+    is None; an ``offline_path`` agent of another backbone is refused.
     resume: continue the run in ``out`` (the settings must be the run's); force: delete it and start over.
     stop(): asked between steps; True stops the run at that safe point with a checkpoint (``RunInterrupted``).
     given: the names of the settings set explicitly (the CLI's), to refuse those that would do nothing.
@@ -182,11 +184,11 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; valid algos: {', '.join(ALGOS)}")
+    backbone_config(backbone)     # an unknown backbone, then an unknown algo (or one not on it): one clear error
+    algo_row(algo, backbone)
     task, _ = parse_dataset_name(dataset)
     p = PRESETS[preset]
-    settings = {"dataset": dataset, "task": task, "algo": algo, "seed": seed, "preset": preset,
+    settings = {"dataset": dataset, "task": task, "backbone": backbone, "algo": algo, "seed": seed, "preset": preset,
                 "steps": steps or p["steps"], "eval_period": eval_period or p["eval_period"],
                 "eval_steps": eval_steps or p["eval_steps"],
                 "evaluation_stages": algo in STAGE_ALGOS if evaluation_stages is None else bool(evaluation_stages),
@@ -203,25 +205,25 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
                                  update_during_stages=settings["update_during_stages"],
                                  report_period=settings["report_period"], report_episodes=settings["report_episodes"])
         gde_config = GDEConfig(kl_weight=kl_weight, n_step=n_step, buffer_size=settings["buffer_size"])
-        return _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline_path, iql_config,
+        return _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline_path, backbone_settings,
                          pretrain_steps, cache_dir, progress, pretrain_progress, interrupt_at, stop)
 
 
-def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline_path, iql_config, pretrain_steps,
+def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline_path, backbone_settings, pretrain_steps,
               cache_dir, progress, pretrain_progress, interrupt_at, stop):
     dataset, seed = settings["dataset"], settings["seed"]
     ckpt_path = os.path.join(out, "checkpoint.npz")
     if saved is not None:   # resume
         settings = saved
         arrays, meta = read_checkpoint(ckpt_path, task)
-        cfg = meta["iql_config"]
-        agent = IQLAgent(meta["obs_dim"], meta["act_dim"], IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])}))
+        agent = make_backbone(meta["backbone"], meta["obs_dim"], meta["act_dim"],
+                              backbone_config(meta["backbone"], meta["backbone_config"]))
         normalizer = ObsNormalizer(arrays["setup/obs_mean"], arrays["setup/obs_std"])
         reward_scale = meta["reward_scale"]
     else:
         agent, normalizer, offline_meta, source = offline_agent(dataset, task, seed, settings["preset"], offline_path,
-                                                                out, iql_config, pretrain_steps, cache_dir,
-                                                                pretrain_progress, stop)
+                                                                out, backbone_settings, pretrain_steps, cache_dir,
+                                                                pretrain_progress, stop, settings["backbone"])
         if settings["reset_optimizers"] or not offline_meta.get("adam_states"):
             for adam in agent.adam.values():
                 adam.m[:], adam.v[:], adam.t[:] = 0, 0, 0
@@ -232,7 +234,7 @@ def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline
                     "optimizers": "reset" if settings["reset_optimizers"] else (
                         "continued from the offline agent" if offline_meta.get("adam_states")
                         else "fresh: the offline agent has no saved Adam states"),
-                    "stage_share": loop_config.stage_share, "iql_config": dataclasses.asdict(agent.config)}
+                    "stage_share": loop_config.stage_share, "backbone_config": dataclasses.asdict(agent.config)}
         write_json(os.path.join(out, "config.json"), settings)
     learner = make_learner(algo, agent, normalizer, reward_scale, gde_config, settings["action_temperature"], seed=seed)
     env, eval_env, report_env = make_env(task), make_env(task), make_env(task)
@@ -250,13 +252,14 @@ def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline
             progress.update(state.env_step)
     else:
         offline = None
-        if algo in OFFLINE_DATA_ALGOS:
+        if algo_row(algo).offline_data:
             from gde_ref.data.datasets import load_dataset
             offline = load_dataset(dataset)
         buffer = make_buffer(algo, agent.obs_dim, agent.act_dim, gde_config, agent.config.discount, offline)
         rng, state = np.random.default_rng(seed), None
         eval_env.reset(seed=seed + 1)   # seeded even if no stage ever uses it: a checkpoint saves its state
-    setup = {"agent": agent, "normalizer": normalizer, "reward_scale": reward_scale}
+    setup = {"agent": agent, "normalizer": normalizer, "reward_scale": reward_scale,
+             "backbone_config": dataclasses.asdict(agent.config)}
     log = RunLog(out, task, f"{algo} on {dataset} (seed {seed})", [] if state is None else state.rows)
 
     def on_checkpoint(s):

@@ -1,67 +1,28 @@
-"""A fine-tuning run's state as arrays, for ``RUN/checkpoint.npz``: the learner (networks, targets, Adam
-states, GDE's exploration policy and teacher, RND's networks and statistics), the buffer, the loop's position,
-the rng and the MuJoCo envs. Everything is loaded in place, so compiled bundles stay valid, and a resumed
-run ends bit-identical to one that was never interrupted."""
-import dataclasses
-
+"""A fine-tuning run's state as arrays, for ``RUN/checkpoint.npz``: the learner (its ``state()``: networks,
+targets, Adam states, GDE's exploration policy and teacher, RND's networks and statistics), the buffer, the
+loop's position, the rng and the MuJoCo envs. Everything is loaded in place, so compiled records stay valid,
+and a resumed run ends bit-identical to one that was never interrupted."""
 import numpy as np
 
 from gde_ref.checkpoint import load_npz, save_npz
-from gde_ref.finetune.gde import GDEFinetuner
-from gde_ref.finetune.variants import RNDFinetuner
 
-CHECKPOINT_FORMAT = "gde_ref/finetune-checkpoint-v2"
+CHECKPOINT_FORMAT = "gde_ref/finetune-checkpoint-v3"
 LOOP_STATE_FIELDS = ("env_step", "stage_steps", "updates", "next_stage", "n_stages", "next_report", "n_reports",
                      "next_checkpoint", "stats", "rows")
 
 
-def _adam_arrays(prefix, adam):
-    return {f"{prefix}/m": adam.m, f"{prefix}/v": adam.v, f"{prefix}/t": adam.t}
-
-
-def learner_arrays(learner):
-    """name -> the learner's own arrays: every network, its Adam m, v, t, the targets, GDE's exploration
-    policy and teacher, RND's networks. Returned by reference, so loading writes into them in place."""
-    agent = learner.learner.backbone if isinstance(learner, GDEFinetuner) else learner.agent
-    out = {f"agent/{k}": v for k, v in agent.state_arrays().items()}
-    for name, adam in agent.adam.items():
-        out.update(_adam_arrays(f"adam/{name}", adam))
-    if isinstance(learner, GDEFinetuner):
-        g = learner.learner
-        out.update({"gde/explore": g.explore.params, "gde/teacher": g.teacher_params,
-                    **_adam_arrays("adam/explore", g.explore_adam)})
-    if isinstance(learner, RNDFinetuner):
-        r = learner.rnd
-        out.update({"rnd/predictor": r.predictor.params, "rnd/target": r.target.params,
-                    "rnd/obs_mean": r.obs_mean, "rnd/obs_var": r.obs_var, **_adam_arrays("adam/rnd", r.adam)})
-    return out
-
-
-def learner_scalars(learner):
-    """The learner's non-array state: teacher score, swap count, current rho, RND's running statistics."""
-    out = {}
-    if isinstance(learner, GDEFinetuner):
-        out.update(teacher_score=learner.teacher_score, swaps=learner.swaps, kl_weight=learner.kl_weight)
-    if isinstance(learner, RNDFinetuner):
-        r = learner.rnd
-        out.update(rnd_obs_count=r.obs_count, rnd_bonus_var=r.bonus_var, rnd_bonus_count=r.bonus_count)
-    return out
+def split_state(learner):
+    """(arrays, scalars) of ``learner.state()``: the arrays go to the .npz, the scalars to its metadata."""
+    arrays, scalars = {}, {}
+    for name, value in learner.state().items():
+        (arrays if isinstance(value, np.ndarray) else scalars)[name] = value
+    return arrays, scalars
 
 
 def load_learner(learner, arrays, scalars):
-    for name, target in learner_arrays(learner).items():
-        saved = arrays.get(f"learner/{name}")
-        if saved is None or saved.shape != target.shape:
-            raise ValueError(f"checkpoint's learner/{name} is {None if saved is None else saved.shape}, this "
-                             f"learner needs {target.shape}: it was saved by another algorithm or network size")
-        target[...] = saved
-    if isinstance(learner, GDEFinetuner):
-        learner.teacher_score, learner.swaps = scalars["teacher_score"], scalars["swaps"]
-        learner.kl_weight = scalars["kl_weight"]
-    if isinstance(learner, RNDFinetuner):
-        r = learner.rnd
-        r.obs_count, r.bonus_var, r.bonus_count = (scalars["rnd_obs_count"], scalars["rnd_bonus_var"],
-                                                   scalars["rnd_bonus_count"])
+    """Restore ``learner`` from a checkpoint's ``learner/...`` arrays and its scalars."""
+    saved = {k[len("learner/"):]: v for k, v in arrays.items() if k.startswith("learner/")}
+    learner.load_state({**saved, **scalars}, "checkpoint")
 
 
 def _time_limit(env):
@@ -99,8 +60,9 @@ def set_env_state(env, state, info, seed):
 def save_checkpoint(path, task, state, learner, buffer, rng, env, eval_env, setup):
     """RUN/checkpoint.npz, atomically: the learner (``learner_arrays``, ``learner_scalars``), the buffer
     (``state_dict``), the loop's position and log rows, the rng state, both envs' states, and what is
-    needed to rebuild the learner (normaliser, reward scale, IQL config)."""
-    arrays = {f"learner/{k}": v for k, v in learner_arrays(learner).items()}
+    needed to rebuild the learner (normaliser, reward scale, backbone and its config)."""
+    learner_arrays, learner_scalars = split_state(learner)
+    arrays = {f"learner/{k}": v for k, v in learner_arrays.items()}
     arrays.update({f"buffer/{k}": v for k, v in buffer.state_dict().items()})
     env_arrays, env_info = {}, {}
     for name, e in (("env", env), ("eval_env", eval_env)):
@@ -109,8 +71,8 @@ def save_checkpoint(path, task, state, learner, buffer, rng, env, eval_env, setu
                                  "setup/obs_std": setup["normalizer"].std})
     loop = {k: getattr(state, k) for k in LOOP_STATE_FIELDS}
     meta = {"format": CHECKPOINT_FORMAT, "task": task, "loop": loop, "rng": rng.bit_generator.state,
-            "envs": env_info, "learner": learner_scalars(learner), "reward_scale": setup["reward_scale"],
-            "iql_config": dataclasses.asdict(setup["agent"].config), "obs_dim": setup["agent"].obs_dim,
+            "envs": env_info, "learner": learner_scalars, "reward_scale": setup["reward_scale"],
+            "backbone": setup["agent"].name, "backbone_config": setup["backbone_config"], "obs_dim": setup["agent"].obs_dim,
             "act_dim": setup["agent"].act_dim, "buffer_n_step": buffer.n_step, "buffer_discount": buffer.discount}
     save_npz(path, arrays, meta)
 
@@ -118,7 +80,10 @@ def save_checkpoint(path, task, state, learner, buffer, rng, env, eval_env, setu
 def read_checkpoint(path, task):
     arrays, meta = load_npz(path, "fine-tuning checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a fine-tuning checkpoint (format {meta.get('format')!r})")
+        older = str(meta.get("format", "")).startswith("gde_ref/finetune-checkpoint")
+        raise ValueError(f"{path} is a fine-tuning checkpoint of format {meta.get('format')!r}, this version reads "
+                         f"{CHECKPOINT_FORMAT!r}: " + ("finish the run with the gde_ref version that started it, or "
+                                                       "start it again with --force" if older else "not a checkpoint"))
     if meta["task"] != task:
         raise ValueError(f"{path} was saved on {meta['task']!r}, not {task!r}: resume with the run's own dataset")
     return arrays, meta

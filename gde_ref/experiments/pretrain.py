@@ -1,9 +1,10 @@
-"""IQL offline pretraining (paper Section 4.2.2, Eq. 2-4): ``gde-ref pretrain``.
+"""Offline pretraining of a backbone (IQL: paper Section 4.2.2, Eq. 2-4; TD3+BC): ``gde-ref pretrain``.
 
     data   = load_dataset("hopper-medium")               # a local Minari dataset (gde-ref make-dataset)
     arrays = prepare_transitions(data, gamma)             # state normalisation, reward scaling
-    for step in range(steps):                             # IQL updates on uniform batches
-        agent.update(batch, actor_lr=cosine(step))        # actor learning rate: cosine decay to 0
+    agent  = make_backbone(backbone, ...)                 # agents.backbones: iql, td3bc
+    for step in range(steps):                             # the backbone's updates on uniform batches
+        agent.update(batch, actor_lr=agent.offline_actor_lr(step, steps))   # IQL: cosine decay to 0
         every eval_every steps: evaluate the mean action, log the D4RL normalized score
     write DIR/offline.npz (networks, normaliser, config), DIR/summary.json, DIR/log.csv
 """
@@ -15,10 +16,9 @@ import time
 
 import numpy as np
 
-from gde_ref.agents.iql import STAT_NAMES, IQLAgent, cosine_lr
+from gde_ref.agents.backbones import backbone_config, make_backbone
 from gde_ref.experiments import rundir
 from gde_ref.checkpoint import load_npz, save_npz, write_json, write_text
-from gde_ref.config import IQLConfig
 from gde_ref.data.datasets import load_dataset
 from gde_ref.data.prepare import ObsNormalizer, prepare_transitions
 from gde_ref.envs.make import make_env, normalized_score, task_of_env_id
@@ -29,7 +29,8 @@ PRESETS = {  # budgets: gradient steps, evaluation period, evaluation episodes
     "laptop": {"steps": 100_000, "eval_every": 10_000, "eval_episodes": 5},
     "paper": {"steps": 1_000_000, "eval_every": 50_000, "eval_episodes": 10},
 }
-FORMAT = "gde_ref/iql-offline-v1"
+FORMAT = "gde_ref/offline-agent-v2"
+FORMAT_V1 = "gde_ref/iql-offline-v1"   # IQL agents written before backbones had a name; still read
 
 
 def evaluate(agent, normalizer, env, episodes, seed):
@@ -46,39 +47,43 @@ def evaluate(agent, normalizer, env, episodes, seed):
     return float(np.mean(returns))
 
 
-def adam_arrays(agent):
-    """name -> Adam's m, v and t of each of the agent's trained networks (``adam/q1/m``, ...), by reference."""
-    return {f"adam/{name}/{part}": getattr(adam, part) for name, adam in agent.adam.items() for part in "mvt"}
+def split_arrays(state):
+    """(arrays, scalars) of an agent's ``state()``: arrays go to the .npz, scalars to its metadata."""
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    return arrays, {k: v for k, v in state.items() if k not in arrays}
 
 
 def save_offline(path, agent, normalizer, meta):
-    """DIR/offline.npz: every network, the Adam states of the trained ones (m, v, t: fine-tuning continues
+    """DIR/offline.npz: the agent's whole ``state()`` (networks, targets, Adam m, v, t: fine-tuning continues
     them, as IQL's own fine-tuning continues one learner across both phases), the observation normaliser
-    and the metadata (config included)."""
-    arrays = dict(agent.state_arrays(), obs_mean=normalizer.mean, obs_std=normalizer.std, **adam_arrays(agent))
-    save_npz(path, arrays, {"format": FORMAT, "config": dataclasses.asdict(agent.config),
-                            "obs_dim": agent.obs_dim, "act_dim": agent.act_dim, "adam_states": True, **meta})
+    and the metadata (backbone name and config included)."""
+    arrays, scalars = split_arrays(agent.state())
+    save_npz(path, dict(arrays, obs_mean=normalizer.mean, obs_std=normalizer.std),
+             {"format": FORMAT, "backbone": agent.name, "config": dataclasses.asdict(agent.config),
+              "obs_dim": agent.obs_dim, "act_dim": agent.act_dim, "adam_states": True, "agent_scalars": scalars,
+              **meta})
 
 
-def load_offline(path, task=None):
-    """(IQLAgent, ObsNormalizer, meta) from an offline.npz; ``task`` checks it was trained on that task.
+def load_offline(path, task=None, backbone=None):
+    """(agent, ObsNormalizer, meta) from an offline.npz; ``task`` checks it was trained on that task and
+    ``backbone`` that it is that backbone's agent.
 
-    The agent's Adam states are the saved ones when the file has them (``meta["adam_states"]``; files
+    The agent's Adam states are the saved ones when the file has them (``meta["adam_states"]``; IQL files
     written before they were saved have fresh states, m = v = 0, t = 0)."""
     arrays, meta = load_npz(path, "offline agent")
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an IQL offline agent (format {meta.get('format')!r}); "
+    if meta.get("format") not in (FORMAT, FORMAT_V1):
+        raise ValueError(f"{path} is not an offline agent (format {meta.get('format')!r}); "
                          "make one with gde-ref pretrain")
+    name = meta.get("backbone", "iql")
+    if backbone is not None and name != backbone:
+        raise ValueError(f"{path} is a {name} agent, not {backbone}: pass --backbone {name}, or pretrain one with "
+                         f"gde-ref pretrain --backbone {backbone}")
     if task is not None and meta.get("task") != task:
         raise ValueError(f"{path} was trained on {meta.get('task')!r} ({meta.get('dataset')}), not {task!r}: "
                          "pretrain on this task's dataset or pass the matching checkpoint")
-    cfg = meta["config"]
-    config = IQLConfig(**{**cfg, "hidden": tuple(cfg["hidden"])})
-    agent = IQLAgent(meta["obs_dim"], meta["act_dim"], config)
-    agent.load_state_arrays(arrays)
-    if meta.get("adam_states"):
-        for name, target in adam_arrays(agent).items():
-            target[...] = arrays[name]
+    agent = make_backbone(name, meta["obs_dim"], meta["act_dim"], backbone_config(name, meta["config"]))
+    fresh = {k: v.copy() for k, v in agent.state().items() if isinstance(v, np.ndarray)}
+    agent.load_state({**fresh, **arrays, **meta.get("agent_scalars", {})}, f"{path}")
     return agent, ObsNormalizer(arrays["obs_mean"], arrays["obs_std"]), meta
 
 
@@ -101,12 +106,13 @@ def check_data_fingerprint(meta, dataset, agent_path, required=True):
                          "this data, or restore the dataset it was trained on")
 
 
-CHECKED_SETTINGS = ("dataset", "steps", "seed", "eval_every", "eval_episodes", "config")
+CHECKED_SETTINGS = ("dataset", "backbone", "steps", "seed", "eval_every", "eval_episodes", "config")
 
 
 def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, config=None, progress=None,
-             command=None, resume=False, force=False, stop=None, checkpoint_every=None):
-    """Train IQL offline on ``dataset`` and write ``out``/offline.npz, summary.json and log.csv.
+             command=None, resume=False, force=False, stop=None, checkpoint_every=None, backbone="iql"):
+    """Train ``backbone`` (``agents.backbones``: iql, td3bc) offline on ``dataset`` and write ``out``/offline.npz,
+    summary.json and log.csv. ``config``: the backbone's config (its defaults if None).
 
     ``out`` is claimed as a run directory (``rundir.claim``: one run per directory, a lock, config.json).
     Every ``checkpoint_every`` steps (default: ``eval_every``) and at a stop (``stop()`` True: Ctrl-C) the
@@ -116,35 +122,34 @@ def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, conf
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    config = config or IQLConfig()
+    config = config or backbone_config(backbone)
     eval_every = eval_every or steps
     checkpoint_every = checkpoint_every or eval_every
-    settings = {"dataset": dataset, "steps": steps, "seed": seed, "eval_every": eval_every,
+    settings = {"dataset": dataset, "backbone": backbone, "steps": steps, "seed": seed, "eval_every": eval_every,
                 "eval_episodes": eval_episodes, "config": dataclasses.asdict(config)}
     settings["config"] = {**settings["config"], "hidden": list(config.hidden)}   # as JSON reads it back
     with rundir.run_directory(out, "pretrain", settings, CHECKED_SETTINGS, resume, force, command) as saved:
-        return _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, progress, command,
+        return _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, (backbone, config), progress, command,
                          saved is not None, stop, checkpoint_every)
 
 
-def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, progress, command, resume, stop,
-              checkpoint_every):
+def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, backbone_and_config, progress, command, resume,
+              stop, checkpoint_every):
+    backbone, config = backbone_and_config
     data = load_dataset(dataset)
     if data.env_id is None:
         raise ValueError(f"dataset {dataset} does not say which env it came from; pretrain needs a locomotion "
                          "dataset made by gde-ref make-dataset (or an official Minari mujoco one)")
     task = task_of_env_id(data.env_id)
     arrays = prepare_transitions(data, config.discount)
-    agent = IQLAgent(arrays.obs.shape[1], arrays.actions.shape[1], config, seed=seed)
+    agent = make_backbone(backbone, arrays.obs.shape[1], arrays.actions.shape[1], config, seed=seed)
     rng = np.random.default_rng(seed)
     env = make_env(task)
     rows, first, seconds = [], 1, 0.0
     ckpt = os.path.join(out, "checkpoint.npz")
     if resume:
         saved, meta = load_npz(ckpt, "pretraining checkpoint")
-        agent.load_state_arrays(saved)
-        for name, target in adam_arrays(agent).items():
-            target[...] = saved[name]
+        agent.load_state({**saved, **meta.get("agent_scalars", {})}, ckpt)
         rng.bit_generator.state = meta["rng"]
         rows, first, seconds = meta["rows"], meta["step"] + 1, meta["seconds"]
         if progress is not None:
@@ -152,15 +157,17 @@ def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, prog
     t0 = time.perf_counter()
 
     def checkpoint(step):
-        save_npz(ckpt, {**agent.state_arrays(), **adam_arrays(agent)},
+        agent_arrays, agent_scalars = split_arrays(agent.state())
+        save_npz(ckpt, agent_arrays,
                  {"format": FORMAT + "-checkpoint", "step": step, "rng": rng.bit_generator.state, "rows": rows,
+                  "agent_scalars": agent_scalars,
                   "seconds": seconds + time.perf_counter() - t0})
 
     for step in range(first, steps + 1):
         if stop is not None and stop():
             checkpoint(step - 1)
             raise RunInterrupted(f"stopped at step {step - 1}", step - 1)
-        stats = agent.update(arrays.batch(rng, config.batch_size), actor_lr=cosine_lr(config.actor_lr, step - 1, steps))
+        stats = agent.update(arrays.batch(rng, config.batch_size), actor_lr=agent.offline_actor_lr(step - 1, steps))
         if progress is not None:
             progress.update(1)
         if step % eval_every == 0 or step == steps:
@@ -172,6 +179,7 @@ def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, prog
         if step % checkpoint_every == 0 or step == steps:
             checkpoint(step)
     summary = {"normalized_score": rows[-1]["normalized_score"], "return": rows[-1]["return"], "steps": steps,
+               "backbone": backbone,
                "dataset": dataset, "task": task, "seed": seed,
                "behaviour_normalized_score": data.behaviour_score,
                "seconds": round(seconds + time.perf_counter() - t0, 1)}
@@ -180,7 +188,7 @@ def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, config, prog
                   "steps": steps, "reward_scale": arrays.reward_scale,
                   "normalized_score": summary["normalized_score"], "command": command})
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["step", "return", "normalized_score", *STAT_NAMES])
+    writer = csv.DictWriter(buf, fieldnames=["step", "return", "normalized_score", *agent.STAT_NAMES])
     writer.writeheader()
     writer.writerows(rows)
     write_text(os.path.join(out, "log.csv"), buf.getvalue())

@@ -25,9 +25,9 @@ from scipy import stats
 
 from gde_ref import plots
 from gde_ref.checkpoint import write_json, write_text
-from gde_ref.finetune.variants import STAGE_ALGOS
+from gde_ref.finetune.algos import ALGOS as ALGO_ORDER
+from gde_ref.finetune.algos import STAGE_ALGOS
 
-ALGO_ORDER = ("offline", "iql", "oniql", "reiql", "rnd", "gde", "gde-no-exploit", "gde-no-explore", "gde-no-teacher")
 X_AXES = ("env_step", "exploration_steps")
 CONFIDENCE = 0.95
 
@@ -61,7 +61,9 @@ def group_runs(paths):
     groups = defaultdict(list)
     for path in paths:
         config, summary, rows = read_run(path)
-        label = config["algo"] + (f", n={config['n_step']}" if config.get("n_step", 1) > 1 else "")
+        backbone = config.get("backbone", "iql")
+        label = ("" if backbone == "iql" else f"{backbone}:") + config["algo"]
+        label += f", n={config['n_step']}" if config.get("n_step", 1) > 1 else ""
         label += f", t={config['action_temperature']:g}" if config.get("action_temperature", 1.0) != 1.0 else ""
         label += ", stages" if config.get("evaluation_stages") and config["algo"] not in STAGE_ALGOS else ""
         groups[(config["dataset"], label)].append((config["seed"], summary, rows))
@@ -75,8 +77,8 @@ def group_runs(paths):
 
 
 def _order(label):
-    algo = label.split(",")[0]
-    return (ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER), label)
+    backbone, _, algo = label.split(",")[0].rpartition(":")
+    return (backbone, ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER), label)
 
 
 def seed_statistics(scores, confidence=CONFIDENCE, seed=0):
@@ -113,7 +115,7 @@ def results_table(groups):
         lines.append(f"| {dataset} | {label} | {', '.join(str(seed) for seed, _, _ in runs)} | "
                      f"{', '.join(f'{x:.1f}' for x in scores)} | **{st['mean']:.1f} ± {st['std']:.1f}** | "
                      f"[{st['ci_low']:.1f}, {st['ci_high']:.1f}] | "
-                     f"{', '.join(map(str, swaps)) if label.split(',')[0] in STAGE_ALGOS else '-'} |")
+                     f"{', '.join(map(str, swaps)) if label.split(',')[0].rpartition(':')[2] in STAGE_ALGOS else '-'} |")
     return "\n".join(lines) + "\n"
 
 

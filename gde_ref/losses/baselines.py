@@ -167,3 +167,42 @@ def rnd_loss(prediction, target):
     error, d_prediction = np.empty(prediction.shape[0], prediction.dtype), np.empty_like(prediction)
     loss = rnd_loss_kernel(prediction, target, error, d_prediction)
     return float(loss), d_prediction, error
+
+
+# ------------------------------------------------------------------------------------------------
+# TD3+BC actor loss (Fujimoto & Gu, 2021)
+# ------------------------------------------------------------------------------------------------
+@kernel
+def td3bc_actor_loss_kernel(q_pi, pi, actions, alpha, d_q_pi, d_pi):
+    """L = -lambda mean_i Q1(s_i, pi(s_i)) + mean_ij (pi_ij - a_ij)^2,  lambda = alpha / mean_i |Q1(s_i, pi(s_i))|.
+
+    lambda is a constant (detached, as the official code): dL/dQ_i = -lambda / B, dL/dpi_ij = 2 (pi_ij - a_ij) / (B A).
+    """
+    n, n_act = pi.shape
+    abs_mean = 0.0
+    for i in range(n):
+        abs_mean += abs(q_pi[i])
+    lam = alpha / (abs_mean / n)
+    total_q, total_bc = 0.0, 0.0
+    for i in range(n):
+        total_q += q_pi[i]
+        d_q_pi[i] = -lam / n
+        for j in range(n_act):
+            diff = pi[i, j] - actions[i, j]
+            total_bc += diff * diff
+            d_pi[i, j] = 2.0 * diff / (n * n_act)
+    return -lam * total_q / n + total_bc / (n * n_act)
+
+
+def td3bc_actor_loss(q_pi, pi, actions, alpha=2.5):
+    """TD3+BC's actor loss: q_pi (B,) = Q1(s, pi(s)); pi, actions (B, A); alpha > 0 (2.5).
+    Returns (loss, dloss/dq_pi (B,), dloss/dpi (B, A)), lambda held constant."""
+    q_pi = check_array("td3bc_actor_loss q_pi", q_pi, ndim=1)
+    pi = check_array("td3bc_actor_loss pi", pi, ndim=2, shape=(q_pi.shape[0], None))
+    actions = check_array("td3bc_actor_loss actions", actions, ndim=2, shape=pi.shape)
+    check_same_dtype("td3bc_actor_loss", q_pi, pi, actions)
+    check_range("alpha", alpha, 0.0, low_open=True)
+    if not np.abs(q_pi).sum() > 0:
+        raise ValueError("td3bc_actor_loss: every Q1(s, pi(s)) is 0, so lambda = alpha / mean|Q| is undefined")
+    d_q, d_pi = np.empty_like(q_pi), np.empty_like(pi)
+    return float(td3bc_actor_loss_kernel(q_pi, pi, actions, alpha, d_q, d_pi)), d_q, d_pi

@@ -150,12 +150,13 @@ def awr_loss(log_prob, q, v, temperature, max_weight=AWR_MAX_WEIGHT):
 # Eq. 5  GDE exploration actor
 # ------------------------------------------------------------------------------------------------
 @kernel
-def gde_exploration_loss_kernel(q_pi, mean_b, log_std_b, mean_t, log_std_t, kl_weight,
-                                d_q_pi, d_mean_b, d_log_std_b):
+def gde_exploration_loss_kernel(q_pi, explore, teacher, kl_weight, d_q_pi, d_mean_b, d_log_std_b):
     """Eq. 5:  L(mu) = -mean_i Q(s_i, pi_b(s_i)) + rho * mean_i KL(pi_t(.|s_i) || pi_b(.|s_i)).
 
+    explore = (mean_b (B, A), log_std_b (A,)), teacher = (mean_t, log_std_t): the two Gaussians.
     d_q_pi (B,) = -1/B; d_mean_b (B, A) = rho/B dKL/dmean_b; d_log_std_b (A,) = rho/B sum_i dKL_i/dlog_std_b.
     """
+    (mean_b, log_std_b), (mean_t, log_std_t) = explore, teacher
     n, n_act = mean_b.shape
     kl = np.empty(n, mean_b.dtype)
     d_ls = np.empty_like(mean_b)
@@ -191,7 +192,7 @@ def gde_exploration_loss(q_pi, mean_b, log_std_b, mean_t, log_std_t, kl_weight):
     check_same_dtype("gde_exploration_loss", q_pi, mean_b, log_std_b, mean_t, log_std_t)
     check_range("kl_weight (rho)", kl_weight, 0.0)
     d_q_pi, d_mean_b, d_log_std_b = np.empty_like(q_pi), np.empty_like(mean_b), np.empty_like(log_std_b)
-    loss = gde_exploration_loss_kernel(q_pi, mean_b, log_std_b, mean_t, log_std_t, kl_weight,
+    loss = gde_exploration_loss_kernel(q_pi, (mean_b, log_std_b), (mean_t, log_std_t), kl_weight,
                                        d_q_pi, d_mean_b, d_log_std_b)
     return float(loss), d_q_pi, d_mean_b, d_log_std_b
 

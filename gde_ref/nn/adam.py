@@ -9,7 +9,9 @@ import numpy as np
 from gde_ref.nn.checks import check_array, check_range, check_same_dtype
 from gde_ref.nn.kernels import kernel
 
-__all__ = ["AdamState", "adam_step", "polyak_update", "adam_kernel", "polyak_kernel"]
+__all__ = ["AdamState", "adam_step", "polyak_update", "adam_kernel", "polyak_kernel", "ADAM_DEFAULTS"]
+
+ADAM_DEFAULTS = (0.9, 0.999, 1e-8)   # (beta1, beta2, eps): Kingma & Ba's defaults, as in IQL's optax.adam
 
 
 class AdamState:
@@ -27,8 +29,8 @@ class AdamState:
 
 
 @kernel
-def adam_kernel(params, grads, m, v, t, lr, beta1, beta2, eps):
-    """One bias-corrected Adam step, in place on params, m, v and t.
+def adam_kernel(params, grads, m, v, t, lr, betas_eps):
+    """One bias-corrected Adam step, in place on params, m, v and t; betas_eps = (beta1, beta2, eps).
 
         t <- t + 1
         m <- beta1 m + (1 - beta1) g
@@ -39,6 +41,7 @@ def adam_kernel(params, grads, m, v, t, lr, beta1, beta2, eps):
     float32 arithmetic throughout (mixing in float64 scalars would convert every element and stop the
     loop from vectorising); the bias corrections are computed in float64 before the cast.
     """
+    beta1, beta2, eps = betas_eps
     t[0] += 1
     c = np.empty(8, params.dtype)
     c[0], c[1], c[2], c[3] = beta1, 1.0 - beta1, beta2, 1.0 - beta2
@@ -76,7 +79,7 @@ def adam_step(params, grads, state, lr=3e-4, beta1=0.9, beta2=0.999, eps=1e-8):
     check_range("adam beta1", beta1, 0.0, 1.0, high_open=True)
     check_range("adam beta2", beta2, 0.0, 1.0, high_open=True)
     check_range("adam eps", eps, 0.0, low_open=True)
-    adam_kernel(params, grads, state.m, state.v, state.t, lr, beta1, beta2, eps)
+    adam_kernel(params, grads, state.m, state.v, state.t, lr, (beta1, beta2, eps))
 
 
 def polyak_update(target, source, polyak):

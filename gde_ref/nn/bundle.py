@@ -7,19 +7,14 @@ signatures short and readable (``q1.params``, ``actor.grads``) while staying pla
 A target network or a teacher is a ``Net`` too: its own ``params`` and ``acts``, the trained
 network's ``layout``, and empty gradient/Adam arrays (it is never optimised).
 """
-from collections import namedtuple
-
 import numpy as np
 
 from gde_ref.nn import kernels
-from gde_ref.nn.adam import adam_kernel, polyak_kernel
-from gde_ref.nn.kernels import kernel
+from gde_ref.nn.adam import ADAM_DEFAULTS, adam_kernel, polyak_kernel
+from gde_ref.nn.kernels import Net, kernel
 
-Net = namedtuple("Net", ["params", "layout", "grads", "adam_m", "adam_v", "adam_t", "acts", "deltas", "dx"])
-Net.__doc__ = """Arrays of one network for the kernels: params (P,), layout (L, 5), grads (P,),
-adam_m/adam_v (P,), adam_t (1,) int64, acts/deltas (flat scratch), dx (B, n_in) input gradient."""
-
-ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8  # Kingma & Ba defaults, as in IQL's optax.adam
+__all__ = ["Net", "trained_net", "frozen_net", "scalar_net", "n_mlp_params", "net_forward", "net_backward",
+           "net_adam", "net_polyak", "concat_columns"]
 
 
 def trained_net(mlp, adam, batch):
@@ -38,6 +33,13 @@ def frozen_net(params, mlp, batch, scratch=None):
     return Net(params, mlp.layout, empty, empty, empty, np.zeros(1, np.int64), ws.acts, ws.deltas, ws.dx)
 
 
+def scalar_net(value, grad, adam):
+    """A trained parameter vector without layers (SAC's log alpha) as a Net: its ``grads`` and Adam state."""
+    empty = np.zeros(0, value.dtype)
+    return Net(value, np.zeros((0, 5), np.int64), grad, adam.m, adam.v, adam.t, empty, empty,
+               np.zeros((0, 0), value.dtype))
+
+
 @kernel
 def n_mlp_params(layout):
     """Number of parameters of the MLP part; anything after it in the vector is 'extra' (an actor's log-std)."""
@@ -54,14 +56,13 @@ def net_forward(net, x):
 @kernel
 def net_backward(net, x, d_out, param_grads, input_grad):
     """Backward of the last ``net_forward(net, x)``: fills net.grads (MLP part) and/or net.dx."""
-    kernels.mlp_backward(net.params, net.layout, x, net.acts, d_out, net.deltas, net.grads, net.dx,
-                         param_grads, input_grad)
+    kernels.mlp_backward(net, x, d_out, param_grads, input_grad)
 
 
 @kernel
 def net_adam(net, lr):
     """One Adam step of the whole parameter vector (MLP and extras) with the gradients in net.grads."""
-    adam_kernel(net.params, net.grads, net.adam_m, net.adam_v, net.adam_t, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS)
+    adam_kernel(net.params, net.grads, net.adam_m, net.adam_v, net.adam_t, lr, ADAM_DEFAULTS)
 
 
 @kernel

@@ -62,3 +62,14 @@ def check_range(name, value, low=None, high=None, low_open=False, high_open=Fals
         raise ValueError(f"{name} must be in {lo}{low if low is not None else '-inf'}, "
                          f"{high if high is not None else 'inf'}{hi}, got {value}")
     return value
+
+
+def restore_arrays(what, targets, saved):
+    """Copy every array of ``saved`` named in ``targets`` into it, in place (compiled records that hold the
+    arrays stay valid). A missing name or another shape is one error saying what the file was made for."""
+    for name, target in targets.items():
+        got = saved.get(name)
+        if got is None or np.shape(got) != target.shape:
+            raise ValueError(f"{what}'s {name} is {'missing' if got is None else np.shape(got)}, this needs "
+                             f"{target.shape}: it was saved by another algorithm, backbone or network size")
+        target[...] = got

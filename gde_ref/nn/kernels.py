@@ -16,6 +16,8 @@ of B rows is stored in the flat activation buffer at ``acts[B * column : B * (co
 
 Set ``NUMBA_DISABLE_JIT=1`` to run every kernel as plain Python and step through it in a debugger.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -38,6 +40,11 @@ def blas_threads(n):
 
 
 N_IN, N_OUT, W_OFFSET, B_OFFSET, ACT_COLUMN = 0, 1, 2, 3, 4
+
+Net = namedtuple("Net", ["params", "layout", "grads", "adam_m", "adam_v", "adam_t", "acts", "deltas", "dx"])
+Net.__doc__ = """What a kernel sees of one network: params (P,), layout (L, 5), grads (P,), adam_m/adam_v (P,),
+adam_t (1,) int64, acts/deltas (flat scratch for one batch size), dx (B, n_in) input gradient. A target or a
+teacher is a Net too, with the trained network's layout and empty gradient/Adam arrays (never optimised)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,20 +153,21 @@ def mlp_forward(params, layout, x, acts):
 
 
 @kernel
-def mlp_backward(params, layout, x, acts, d_out, deltas, grads, dx, want_param_grads, want_input_grad):
-    """Backward pass of ``mlp_forward`` (which must have just filled ``acts`` for this ``x``).
+def mlp_backward(net, x, d_out, want_param_grads, want_input_grad):
+    """Backward pass of ``mlp_forward(net.params, net.layout, x, net.acts)``, which must have just run.
 
-    d_out (B, n_out) is dL/d(output). Writes dL/d(params) into the flat vector ``grads`` (same layout
-    as params; overwritten, not accumulated) when ``want_param_grads``, and dL/dx into dx (B, n_in)
-    when ``want_input_grad``. ``deltas``: scratch of at least 2 * B * max(widths) floats.
+    d_out (B, n_out) is dL/d(output). Writes dL/d(params) into the flat vector ``net.grads`` (same layout
+    as params; overwritten, not accumulated) when ``want_param_grads``, and dL/dx into net.dx (B, n_in)
+    when ``want_input_grad``. ``net.deltas``: scratch of at least 2 * B * max(widths) floats.
     """
+    params, layout, acts, deltas = net.params, net.layout, net.acts, net.deltas
     batch = x.shape[0]
     n_layers = layout.shape[0]
     delta = d_out
     for k in range(n_layers - 1, -1, -1):
         h_in = x if k == 0 else layer_output(acts, layout, k - 1, batch)
         if want_param_grads:
-            dense_backward_params(h_in, delta, layer_weight(grads, layout, k), layer_bias(grads, layout, k))
+            dense_backward_params(h_in, delta, layer_weight(net.grads, layout, k), layer_bias(net.grads, layout, k))
         if k > 0:
             n_in = layout[k, N_IN]
             start = (k % 2) * (deltas.shape[0] // 2)
@@ -168,7 +176,7 @@ def mlp_backward(params, layout, x, acts, d_out, deltas, grads, dx, want_param_g
             relu_backward_inplace(prev, h_in)
             delta = prev
         elif want_input_grad:
-            dense_backward_input(delta, layer_weight(params, layout, 0), dx)
+            dense_backward_input(delta, layer_weight(params, layout, 0), net.dx)
 
 
 @kernel

@@ -147,8 +147,10 @@ class MLP:
         x = self._last_x
         d_out = check_array("MLP d_out", d_out, ndim=2, dtype=self.dtype, shape=(x.shape[0], self.n_out))
         ws = self.workspace(x.shape[0])
-        kernels.mlp_backward(self._last_params, self.layout, x, ws.acts, d_out, ws.deltas, ws.grads,
-                             ws.dx, param_grads, input_grad)
+        empty = ws.grads[:0]
+        net = kernels.Net(self._last_params, self.layout, ws.grads, empty, empty, np.zeros(1, np.int64), ws.acts,
+                          ws.deltas, ws.dx)
+        kernels.mlp_backward(net, x, d_out, param_grads, input_grad)
         return (ws.grads.copy() if param_grads else None), (ws.dx.copy() if input_grad else None)
 
     def act(self, x):
