@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from gde_ref.agents.iql import IQLAgent
+from gde_ref.agents.td3bc import TD3BCAgent
 from gde_ref.checkpoint import load_npz
 from gde_ref.cli import main
-from gde_ref.config import IQLConfig
+from gde_ref.config import IQLConfig, TD3BCConfig
 from gde_ref.data.datasets import save_dataset
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.envs.make import REF_SCORES, make_env
@@ -24,10 +25,11 @@ CLI_BUDGET = ["--steps", "600", "--seed", "1", "--preset", "quick", "--checkpoin
 STAGES = ["--eval-period", "150", "--eval-steps", "100"]   # GDE's F and L (refused for a baseline without stages)
 
 
-def offline_file(folder, task, obs_dim, act_dim):
+def offline_file(folder, task, obs_dim, act_dim, backbone="iql"):
     """An (untrained) offline agent as ``gde-ref pretrain`` writes it."""
-    agent = IQLAgent(obs_dim, act_dim, SMALL, seed=0)
-    path = folder / task / "offline.npz"
+    agent = IQLAgent(obs_dim, act_dim, SMALL, seed=0) if backbone == "iql" else \
+        TD3BCAgent(obs_dim, act_dim, TD3BCConfig(hidden=(32, 32), batch_size=32), seed=0)
+    path = folder / f"{task}-{backbone}" / "offline.npz"
     save_offline(path, agent, ObsNormalizer.identity(obs_dim),
                  {"task": task, "dataset": f"{task}-medium", "reward_scale": 1.0})
     return str(path)
@@ -36,7 +38,8 @@ def offline_file(folder, task, obs_dim, act_dim):
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory):
     folder = tmp_path_factory.mktemp("offline")
-    return {"hopper": offline_file(folder, "hopper", 11, 3), "walker2d": offline_file(folder, "walker2d", 17, 6)}
+    return {"hopper": offline_file(folder, "hopper", 11, 3), "walker2d": offline_file(folder, "walker2d", 17, 6),
+            "hopper-td3bc": offline_file(folder, "hopper", 11, 3, "td3bc")}
 
 
 def run_cli(args, capsys):
@@ -55,18 +58,20 @@ def assert_same_checkpoint(a, b):
     assert meta_a == meta_b  # loop position, log rows, rng and env states, teacher score, swaps, rho
 
 
-@pytest.mark.parametrize("algo", ["gde", "rnd"])
-def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsys, algo):
+@pytest.mark.parametrize("algo, backbone", [("gde", "iql"), ("rnd", "iql"), ("gde", "td3bc")])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsys, algo, backbone):
     """Run A straight through (CLI); run B killed right after its checkpoint at step 400 (mid-run, between
-    two evaluation stages), then resumed with --resume: every saved array, the log and summary are equal."""
+    two evaluation stages), then resumed with --resume: every saved array, the log and summary are equal.
+    TD3+BC: its noise generator and update count (the delayed actor) are part of the state too."""
     a, b = tmp_path / "A", tmp_path / "B"
-    budget = CLI_BUDGET + (STAGES if algo == "gde" else [])
-    code, out, err = run_cli(["--dataset", "hopper-medium", "--algo", algo, "--from", agents["hopper"],
+    budget = CLI_BUDGET + (STAGES if algo == "gde" else []) + ["--backbone", backbone]
+    agent = agents["hopper" if backbone == "iql" else f"hopper-{backbone}"]
+    code, out, err = run_cli(["--dataset", "hopper-medium", "--algo", algo, "--from", agent,
                               "--out", str(a), *budget], capsys)
     assert code == 0, err
     summary_a = json.loads(out)
     with pytest.raises(RunInterrupted):
-        finetune("hopper-medium", algo, str(b), offline_path=agents["hopper"], interrupt_at=300, **BUDGET)
+        finetune("hopper-medium", algo, str(b), offline_path=agent, interrupt_at=300, backbone=backbone, **BUDGET)
     arrays, meta = load_npz(b / "checkpoint.npz")
     # rows before the checkpoint at 400. gde: reports at 0 and 250 (due at 200, inside the stage [150, 250)),
     # stages ending at 100, 250 and 400; rnd (no stages): reports at 0 and 200. The report due at 400 comes
@@ -77,7 +82,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsy
     assert meta["loop"]["env_step"] == 400 and not (b / "summary.json").exists()
     assert meta["envs"]["env"]["elapsed_steps"] > 0, "killed mid-episode: the MuJoCo state must be restored"
     # gde: resumed with every setting repeated; rnd: with --out and --resume only (the rest from config.json)
-    again = ["--dataset", "hopper-medium", "--algo", algo, "--from", agents["hopper"], *budget] if algo == "gde" else []
+    again = ["--dataset", "hopper-medium", "--algo", algo, "--from", agent, *budget] if algo == "gde" else []
     code, out, err = run_cli(["--out", str(b), "--resume", *again], capsys)
     assert code == 0, err
     summary_b = json.loads(out)

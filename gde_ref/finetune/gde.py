@@ -26,7 +26,7 @@ from gde_ref.agents.actors import ExploreHyper, PolicyActions, exploration_step
 from gde_ref.config import GDEConfig
 from gde_ref.data.batch import Batch
 from gde_ref.nn.bundle import frozen_net, trained_net
-from gde_ref.nn.checks import check_range, restore_arrays
+from gde_ref.nn.checks import check_range, restore_arrays, sub_state
 
 
 class GDELearner:
@@ -86,11 +86,16 @@ class GDELearner:
         self.teacher_params[:] = self.backbone.actor.params if params is None else params
 
     def state(self):
-        """The backbone's arrays (``agent/...``), pi_b and its Adam state, the teacher; by reference."""
+        """The backbone's state (``agent/...``), pi_b and its Adam state, the teacher; arrays by reference."""
         a = self.explore_adam
         return {**{f"agent/{k}": v for k, v in self.backbone.state().items()}, "gde/explore": self.explore.params,
                 "gde/teacher": self.teacher_params, "gde/adam/explore/m": a.m, "gde/adam/explore/v": a.v,
                 "gde/adam/explore/t": a.t}
+
+    def load_state(self, saved, what="checkpoint"):
+        """Restore a ``state()``: the backbone's, then pi_b, its Adam state and the teacher, in place."""
+        self.backbone.load_state(sub_state(saved, "agent/"), what)
+        restore_arrays(what, {k: v for k, v in self.state().items() if k.startswith("gde/")}, saved)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,6 +202,6 @@ class GDEFinetuner:
                 "kl_weight": self.kl_weight}
 
     def load_state(self, saved, what="checkpoint"):
-        """Restore a ``state()``: arrays in place, then the scalars."""
-        restore_arrays(what, {k: v for k, v in self.learner.state().items()}, saved)
+        """Restore a ``state()``: the learner's (backbone, pi_b, teacher), then the scalars."""
+        self.learner.load_state(saved, what)
         self.teacher_score, self.swaps, self.kl_weight = saved["teacher_score"], saved["swaps"], saved["kl_weight"]

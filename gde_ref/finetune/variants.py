@@ -18,7 +18,7 @@ from gde_ref.agents.actors import ExploreHyper, PolicyActions, exploration_step
 from gde_ref.agents.rnd import RND
 from gde_ref.finetune.gde import AgentInputs
 from gde_ref.nn.bundle import frozen_net
-from gde_ref.nn.checks import check_range, restore_arrays
+from gde_ref.nn.checks import check_range, sub_state
 
 NO_TEACHER_LOG = {"teacher_score": float("nan"), "teacher_swapped": 0, "kl_weight": 0.0}
 
@@ -50,7 +50,7 @@ class NaiveFinetuner:
         return {f"agent/{k}": v for k, v in self.agent.state().items()}
 
     def load_state(self, saved, what="checkpoint"):
-        restore_arrays(what, {k: v for k, v in self.state().items() if isinstance(v, np.ndarray)}, saved)
+        self.agent.load_state(sub_state(saved, "agent/"), what)
 
 
 class OfflineEvaluation(NaiveFinetuner):
@@ -87,7 +87,7 @@ class RNDFinetuner(NaiveFinetuner):
 
     def load_state(self, saved, what="checkpoint"):
         super().load_state(saved, what)
-        self.rnd.load_state({k[len("rnd/"):]: v for k, v in saved.items() if k.startswith("rnd/")}, what)
+        self.rnd.load_state(sub_state(saved, "rnd/"), what)
 
 
 class ReFinetuner(NaiveFinetuner):

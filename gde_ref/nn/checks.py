@@ -73,3 +73,8 @@ def restore_arrays(what, targets, saved):
             raise ValueError(f"{what}'s {name} is {'missing' if got is None else np.shape(got)}, this needs "
                              f"{target.shape}: it was saved by another algorithm, backbone or network size")
         target[...] = got
+
+
+def sub_state(saved, prefix):
+    """The entries of a saved state under ``prefix`` (e.g. "agent/"), with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}
