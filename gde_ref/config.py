@@ -52,6 +52,32 @@ class TD3BCConfig:
 
 
 @dataclass(frozen=True)
+class CQLConfig:
+    """CQL for continuous actions (Kumar et al., 2020), the C- backbone of the paper's Table 3: SAC with the
+    CQL(H) penalty. The paper gives alpha = 5.0 (B.3); the rest follows JaxCQL's defaults (no Lagrange, importance
+    sampling, 10 sampled actions per kind, no entropy in the backup), which Cal-QL builds on."""
+
+    cql_alpha: float = 5.0          # weight of the CQL penalty (the paper's B.3: "conservative alpha = 5.0")
+    n_actions: int = 10             # sampled actions per state for each of uniform, pi(.|s), pi(.|s')
+    discount: float = 0.99
+    polyak: float = 0.005
+    critic_lr: float = 3e-4
+    actor_lr: float = 3e-4          # JaxCQL's policy_lr (the official PyTorch scripts: 1e-4)
+    alpha_lr: float = 3e-4          # the entropy temperature's Adam learning rate
+    hidden: tuple = (256, 256)
+    batch_size: int = 256
+    initial_alpha: float = 1.0
+    log_std_min: float = -5.0       # the squashed Gaussian's state-dependent log-std bounds (as SACConfig)
+    log_std_max: float = 2.0
+
+    def __post_init__(self):
+        if self.cql_alpha < 0 or self.n_actions < 1:
+            raise ValueError(f"cql_alpha must be >= 0 and n_actions >= 1, got {self.cql_alpha}, {self.n_actions}")
+        if not self.log_std_min < self.log_std_max or not self.initial_alpha > 0:
+            raise ValueError("need log_std_min < log_std_max and initial_alpha > 0")
+
+
+@dataclass(frozen=True)
 class GDEConfig:
     """Guided Decoupled Exploration, paper Section 4.2.3 and Algorithm 1: the learner's settings. F and L
     (how often and how long the exploitation policy is evaluated) belong to the online loop:

@@ -26,8 +26,9 @@ import numpy as np
 from gde_ref.agents.critics import twin_min, twin_min_action_gradient
 from gde_ref.losses.equations import awr_loss_kernel, gde_exploration_loss_kernel
 from gde_ref.nn.bundle import concat_columns, n_mlp_params, net_adam, net_backward, net_forward
-from gde_ref.nn.distributions import (bounded_log_std_kernel, clip_log_std_kernel, gaussian_log_prob_kernel,
-                                      tanh_mean_backward_kernel, tanh_mean_kernel)
+from gde_ref.nn.distributions import (bounded_log_std_backward_kernel, bounded_log_std_kernel, clip_log_std_kernel,
+                                      gaussian_kl_kernel, gaussian_log_prob_kernel, squashed_gaussian_backward_kernel,
+                                      squashed_gaussian_sample_kernel, tanh_mean_backward_kernel, tanh_mean_kernel)
 from gde_ref.nn.kernels import kernel, mlp_forward_single
 
 GAUSSIAN, FIXED_STD, SQUASHED = 0, 1, 2
@@ -129,7 +130,10 @@ def exploration_step(explore, teacher, critics, obs, hyper):
     The action inside Q is pi_b's mean action tanh(net(s)) (deterministic, as in TD3); gradients reach it
     through the critics' input gradients, taken from whichever twin is smaller for each sample. With rho = 0
     (and the actor as its own 'teacher') it is TD3's deterministic policy-gradient step. Returns the loss.
+    SQUASHED actors (CQL) take ``squashed_exploration_step``.
     """
+    if hyper.spec.kind == SQUASHED:
+        return squashed_exploration_step(explore, teacher, critics, obs, hyper)
     n = obs.shape[0]
     mean_b, log_std_b, mask_b = gaussian_actor(explore, obs, hyper.spec)
     mean_t, log_std_t, _ = gaussian_actor(teacher, obs, hyper.spec)
@@ -144,6 +148,109 @@ def exploration_step(explore, teacher, critics, obs, hyper):
     # -Q term: through the smaller twin back to its action input, added to the KL term's gradient
     twin_min_action_gradient(critics.q1, critics.q2, x, q1_out, q2_out, d_q_pi, d_mean_b)
     actor_backward(explore, obs, mean_b, d_mean_b, d_log_std_b, mask_b)
+    net_adam(explore, hyper.lr)
+    return loss
+
+
+# ------------------------------------------------------------------------------------------------
+# the squashed Gaussian (SAC, CQL): pi(.|s) = tanh(N(mu(s), sigma(s)^2)), outputs [mu | raw log-std]
+# ------------------------------------------------------------------------------------------------
+@kernel
+def squashed_gaussian_policy(actor, obs, noise, hyper):
+    """pi(.|s) at obs (B, n_obs) and the reparameterised sample a = tanh(mu + sigma * noise).
+
+    Returns action (B, A), log pi(a|s) (B,), log_std (B, A) and the network's raw log-std output (B, A)
+    (kept for the backward pass, which also needs this forward's activations in actor.acts).
+    """
+    out = net_forward(actor, obs)                  # (B, 2A): [mu | raw log-std]
+    n, n_act = noise.shape
+    mean = out[:, :n_act].copy()
+    raw_log_std = out[:, n_act:].copy()
+    log_std = np.empty_like(mean)
+    bounded_log_std_kernel(raw_log_std, hyper.log_std_min, hyper.log_std_max, log_std)
+    action, logp = np.empty_like(mean), np.empty(n, mean.dtype)
+    squashed_gaussian_sample_kernel(mean, log_std, noise, action, logp)
+    return action, logp, log_std, raw_log_std
+
+
+@kernel
+def squashed_actor_backward(actor, obs, sample, noise, d_action, d_logp, hyper):
+    """Backpropagate dL/da (B, A) and dL/dlog pi (B,) through the sample, the log-std bound and the MLP
+    into actor.grads, after ``sample = squashed_gaussian_policy(actor, obs, noise, hyper)``."""
+    action, _, log_std, raw_log_std = sample
+    n, n_act = action.shape
+    d_mean, d_log_std = np.empty_like(action), np.empty_like(action)
+    squashed_gaussian_backward_kernel(action, log_std, noise, d_action, d_logp, d_mean, d_log_std)
+    d_raw_log_std = np.empty_like(action)
+    bounded_log_std_backward_kernel(raw_log_std, hyper.log_std_min, hyper.log_std_max, d_log_std, d_raw_log_std)
+    d_out = np.empty((n, 2 * n_act), action.dtype)
+    d_out[:, :n_act] = d_mean
+    d_out[:, n_act:] = d_raw_log_std
+    net_backward(actor, obs, d_out, True, False)
+
+
+@kernel
+def squashed_gaussian(actor, obs, spec):
+    """The pre-tanh Gaussian of a SQUASHED actor at obs: (mu (B, A), log_std (B, A), raw log-std (B, A))."""
+    out = net_forward(actor, obs)
+    n_act = out.shape[1] // 2
+    mu, raw = out[:, :n_act].copy(), out[:, n_act:].copy()
+    log_std = np.empty_like(mu)
+    bounded_log_std_kernel(raw, spec.log_std_min, spec.log_std_max, log_std)
+    return mu, log_std, raw
+
+
+@kernel
+def squashed_kl(teacher, student, kl_weight, d_mu, d_log_std):
+    """rho mean_i KL(N(mu_t(s_i), sigma_t(s_i)^2) || N(mu(s_i), sigma(s_i)^2)) between the pre-tanh Gaussians
+    (tanh is a bijection, so this is the KL of the squashed policies), teacher = (mu_t, log_std_t), student =
+    (mu, log_std), each (B, A). ADDS its gradient w.r.t. mu and log_std to d_mu, d_log_std; returns the term."""
+    (mu_t, log_std_t), (mu, log_std) = teacher, student
+    n, n_act = mu.shape
+    kl, d_m, d_l = np.empty(1, mu.dtype), np.empty((1, n_act), mu.dtype), np.empty((1, n_act), mu.dtype)
+    total = 0.0
+    for i in range(n):   # one row at a time: each sample has its own std
+        gaussian_kl_kernel(mu_t[i:i + 1], log_std_t[i], mu[i:i + 1], log_std[i], kl, d_m, d_l)
+        total += kl[0]
+        for j in range(n_act):
+            d_mu[i, j] += kl_weight / n * d_m[0, j]
+            d_log_std[i, j] += kl_weight / n * d_l[0, j]
+    return kl_weight * total / n
+
+
+@kernel
+def squashed_backward(actor, obs, raw_log_std, d_mu, d_log_std, spec):
+    """Backpropagate dL/dmu and dL/dlog_std (B, A) through the log-std bound and the MLP into actor.grads."""
+    n, n_act = d_mu.shape
+    d_raw = np.empty_like(d_mu)
+    bounded_log_std_backward_kernel(raw_log_std, spec.log_std_min, spec.log_std_max, d_log_std, d_raw)
+    d_out = np.empty((n, 2 * n_act), d_mu.dtype)
+    d_out[:, :n_act] = d_mu
+    d_out[:, n_act:] = d_raw
+    net_backward(actor, obs, d_out, True, False)
+
+
+@kernel
+def squashed_exploration_step(explore, teacher, critics, obs, hyper):
+    """Eq. 5 for SQUASHED actors (CQL): the Q term at pi_b's deterministic action tanh(mu_b(s)), the KL between
+    the pre-tanh Gaussians with their state-dependent stds (``squashed_kl``). One Adam step; returns the loss."""
+    n = obs.shape[0]
+    mu_b, log_std_b, raw_b = squashed_gaussian(explore, obs, hyper.spec)
+    mu_t, log_std_t, _ = squashed_gaussian(teacher, obs, hyper.spec)
+    action = np.tanh(mu_b)
+    x = critics.inputs
+    concat_columns(obs, action, x)
+    q_pi, q1_out, q2_out = twin_min(critics.q1, critics.q2, x)
+    d_q_pi = np.full(n, -1.0 / n, obs.dtype)
+    d_action = np.zeros_like(action)
+    twin_min_action_gradient(critics.q1, critics.q2, x, q1_out, q2_out, d_q_pi, d_action)
+    d_mu = np.empty_like(action)
+    for i in range(n):
+        for j in range(action.shape[1]):
+            d_mu[i, j] = d_action[i, j] * (1.0 - action[i, j] * action[i, j])   # through tanh
+    d_log_std = np.zeros_like(log_std_b)
+    loss = -q_pi.mean() + squashed_kl((mu_t, log_std_t), (mu_b, log_std_b), hyper.kl_weight, d_mu, d_log_std)
+    squashed_backward(explore, obs, raw_b, d_mu, d_log_std, hyper.spec)
     net_adam(explore, hyper.lr)
     return loss
 

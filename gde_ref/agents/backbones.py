@@ -1,4 +1,4 @@
-"""The offline RL backbones GDE runs on, and the contract they keep (paper Section 5.4: GDE "can be combined
+"""The offline RL backbones GDE runs on (IQL, TD3+BC, CQL), and the contract they keep (paper Section 5.4: GDE "can be combined
 with different offline RL algorithms").
 
 A backbone is a plain class (no base class); GDE, the naive variants, pretraining and resume use only this:
@@ -22,11 +22,12 @@ A backbone is a plain class (no base class); GDE, the naive variants, pretrainin
 """
 import dataclasses
 
+from gde_ref.agents.cql import CQLAgent
 from gde_ref.agents.iql import IQLAgent
 from gde_ref.agents.td3bc import TD3BCAgent
-from gde_ref.config import IQLConfig, TD3BCConfig
+from gde_ref.config import CQLConfig, IQLConfig, TD3BCConfig
 
-BACKBONES = {"iql": (IQLAgent, IQLConfig), "td3bc": (TD3BCAgent, TD3BCConfig)}
+BACKBONES = {"iql": (IQLAgent, IQLConfig), "td3bc": (TD3BCAgent, TD3BCConfig), "cql": (CQLAgent, CQLConfig)}
 
 
 def backbone_config(name, saved=None):

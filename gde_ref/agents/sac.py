@@ -25,16 +25,15 @@ from collections import namedtuple
 
 import numpy as np
 
-from gde_ref.agents.actors import SQUASHED, ActorSpec, PolicyActions, policy_action
+from gde_ref.agents.actors import (SQUASHED, ActorSpec, PolicyActions, policy_action, squashed_actor_backward,
+                                   squashed_gaussian_policy)
 from gde_ref.agents.critics import Twins, twin_min, twin_min_action_gradient, twin_polyak, twin_regression_step
 from gde_ref.config import SACConfig
 from gde_ref.data.batch import check_batch_arrays
 from gde_ref.losses.baselines import sac_actor_loss_kernel, sac_alpha_loss_kernel
 from gde_ref.nn import MLP, AdamState
-from gde_ref.nn.bundle import concat_columns, net_adam, net_backward, net_forward, scalar_net, trained_net
+from gde_ref.nn.bundle import concat_columns, net_adam, scalar_net, trained_net
 from gde_ref.nn.checks import check_array, restore_arrays
-from gde_ref.nn.distributions import (bounded_log_std_backward_kernel, bounded_log_std_kernel,
-                                      squashed_gaussian_backward_kernel, squashed_gaussian_sample_kernel)
 from gde_ref.nn.kernels import kernel
 
 SACNets = namedtuple("SACNets", ["critics", "actor", "temperature"])
@@ -48,40 +47,6 @@ CRITIC_LOSS, ACTOR_LOSS, ALPHA_LOSS, ALPHA, ENTROPY, Q_MEAN = range(len(STAT_NAM
 # ------------------------------------------------------------------------------------------------
 # kernels: the pieces of one update step
 # ------------------------------------------------------------------------------------------------
-@kernel
-def squashed_gaussian_policy(actor, obs, noise, hyper):
-    """pi(.|s) at obs (B, n_obs) and the reparameterised sample a = tanh(mu + sigma * noise).
-
-    Returns action (B, A), log pi(a|s) (B,), log_std (B, A) and the network's raw log-std output (B, A)
-    (kept for the backward pass, which also needs this forward's activations in actor.acts).
-    """
-    out = net_forward(actor, obs)                  # (B, 2A): [mu | raw log-std]
-    n, n_act = noise.shape
-    mean = out[:, :n_act].copy()
-    raw_log_std = out[:, n_act:].copy()
-    log_std = np.empty_like(mean)
-    bounded_log_std_kernel(raw_log_std, hyper.log_std_min, hyper.log_std_max, log_std)
-    action, logp = np.empty_like(mean), np.empty(n, mean.dtype)
-    squashed_gaussian_sample_kernel(mean, log_std, noise, action, logp)
-    return action, logp, log_std, raw_log_std
-
-
-@kernel
-def squashed_actor_backward(actor, obs, sample, noise, d_action, d_logp, hyper):
-    """Backpropagate dL/da (B, A) and dL/dlog pi (B,) through the sample, the log-std bound and the MLP
-    into actor.grads, after ``sample = squashed_gaussian_policy(actor, obs, noise, hyper)``."""
-    action, _, log_std, raw_log_std = sample
-    n, n_act = action.shape
-    d_mean, d_log_std = np.empty_like(action), np.empty_like(action)
-    squashed_gaussian_backward_kernel(action, log_std, noise, d_action, d_logp, d_mean, d_log_std)
-    d_raw_log_std = np.empty_like(action)
-    bounded_log_std_backward_kernel(raw_log_std, hyper.log_std_min, hyper.log_std_max, d_log_std, d_raw_log_std)
-    d_out = np.empty((n, 2 * n_act), action.dtype)
-    d_out[:, :n_act] = d_mean
-    d_out[:, n_act:] = d_raw_log_std
-    net_backward(actor, obs, d_out, True, False)
-
-
 @kernel
 def critic_step(critics, actor, batch, noise_next, alpha, hyper):
     """One Adam step of each critic towards the soft target y (module docstring, step 1).

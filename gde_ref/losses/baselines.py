@@ -89,6 +89,46 @@ def cql_penalty(q_all, actions, alpha):
     return float(cql_penalty_kernel(q_all, actions, alpha, d_q_all)), d_q_all
 
 
+@kernel
+def cql_sampled_penalty_kernel(q_samples, log_density, q_data, alpha, d_q_samples, d_q_data):
+    """Continuous CQL(H) with importance sampling (Kumar et al., 2020; the official code's min_q_version 3):
+
+        penalty = alpha * mean_i [ logsumexp_j (Q(s_i, a_ij) - log mu(a_ij)) - Q(s_i, a_i) ]
+
+    q_samples (B, M): Q at s_i of M sampled actions (uniform, pi(.|s_i), pi(.|s'_i)); log_density (B, M) their
+    log-densities (held constant); q_data (B,): Q(s_i, a_i) of the data actions.
+    dL/dQ(s_i, a_ij) = alpha / B * softmax_j(Q - log mu)_ij,  dL/dQ(s_i, a_i) = -alpha / B.
+    """
+    n, m = q_samples.shape
+    total = 0.0
+    for i in range(n):
+        top = q_samples[i, 0] - log_density[i, 0]
+        for j in range(1, m):
+            top = max(top, q_samples[i, j] - log_density[i, j])
+        z = 0.0
+        for j in range(m):
+            z += np.exp(q_samples[i, j] - log_density[i, j] - top)
+        lse = top + np.log(z)
+        total += lse - q_data[i]
+        for j in range(m):
+            d_q_samples[i, j] = alpha * np.exp(q_samples[i, j] - log_density[i, j] - lse) / n
+        d_q_data[i] = -alpha / n
+    return alpha * total / n
+
+
+def cql_sampled_penalty(q_samples, log_density, q_data, alpha):
+    """The continuous CQL penalty (added to each critic's TD loss). q_samples, log_density (B, M); q_data (B,);
+    alpha >= 0 (5.0, the paper's B.3). Returns (penalty, d/dq_samples (B, M), d/dq_data (B,))."""
+    q_samples = check_array("cql_sampled_penalty q_samples", q_samples, ndim=2)
+    log_density = check_array("cql_sampled_penalty log_density", log_density, ndim=2, shape=q_samples.shape)
+    q_data = check_array("cql_sampled_penalty q_data", q_data, ndim=1, shape=(q_samples.shape[0],))
+    check_same_dtype("cql_sampled_penalty", q_samples, log_density, q_data)
+    check_range("cql alpha", alpha, 0.0)
+    d_q_samples, d_q_data = np.empty_like(q_samples), np.empty_like(q_data)
+    loss = cql_sampled_penalty_kernel(q_samples, log_density, q_data, alpha, d_q_samples, d_q_data)
+    return float(loss), d_q_samples, d_q_data
+
+
 # ------------------------------------------------------------------------------------------------
 # SAC (Haarnoja et al., 2018)
 # ------------------------------------------------------------------------------------------------
