@@ -4,6 +4,9 @@ Measures on the current machine, for hopper (obs 11, act 3) and halfcheetah (obs
 dimensions, batch 256 and 2x256 MLPs:
 
 * ``gde_steps_per_s`` / ``iql_steps_per_s``: full update steps (``GDELearner.update``, ``IQLAgent.update``);
+* ``td3bc_steps_per_s`` / ``gde_td3bc_steps_per_s``: TD3+BC update steps (``TD3BCAgent.update``) and GDE steps on
+  the TD3+BC backbone (``GDELearner(TD3BCAgent).update``), each timed over whole ``policy_freq`` cycles (critic
+  steps, one of them followed by the actor step) and counted per update;
 * ``sac_steps_per_s``: SAC update steps (``SACAgent.update``, noise drawn included);
 * ``iql_pretrain_steps_per_s``: IQL pretraining steps as ``gde-ref pretrain`` runs them (a batch drawn
   from the dataset arrays, then ``IQLAgent.update`` with the cosine actor learning rate);
@@ -11,7 +14,9 @@ dimensions, batch 256 and 2x256 MLPs:
 * ``blas_floor_steps_per_s``: exactly the GDE step's BLAS matrix products (``step_plan``), run one
   after the other through NumPy's BLAS at the same shapes, each on an array standing for the one the
   step uses (every network's own weights, activations, deltas, gradients): what a step would cost if
-  everything but the matrix products were free;
+  everything but the matrix products were free; ``td3bc_blas_floor_steps_per_s`` and
+  ``gde_td3bc_blas_floor_steps_per_s`` the same for ``TD3BC_PASSES`` (one cycle, counted per update) and
+  ``GDE_TD3BC_PASSES``; ``*_over_floor``: step rate / floor rate (median of per-round ratios);
 * ``compile_s``: time of the first update/act calls in this process (compilation, or loading the
   on-disk cache when ``compile_from_cache``), ``second_process_ready_s``: wall time of a fresh Python
   process that imports gde_ref, builds the agents, runs one GDE step and one action;
@@ -26,7 +31,8 @@ import time
 import numpy as np
 
 from gde_ref.agents.iql import IQLAgent
-from gde_ref.config import IQLConfig
+from gde_ref.agents.td3bc import TD3BCAgent
+from gde_ref.config import IQLConfig, TD3BCConfig
 from gde_ref.data import Batch
 from gde_ref.finetune.gde import GDELearner
 
@@ -50,8 +56,25 @@ EXPLORE_PASSES = [
     ("backward", "q1", False, True), ("backward", "q2", False, True),                   # dQ/da
     ("backward", "explore", True, False),                                               # Eq. 5
 ]
+# TD3+BC (agents.td3bc.td3bc_update): a critic step on every update, the actor step (then the Polyak averages,
+# no products) on every POLICY_FREQ-th. The critics' input [s', a~], then [s, a], is one scratch array.
+TD3BC_CRITIC_PASSES = [
+    ("forward", "actor_target", "next_obs"),                                            # a~ from pi'(s')
+    ("forward", "q1_target", "obs_actions"), ("forward", "q2_target", "obs_actions"),  # Q'(s', a~)
+    ("forward", "q1", "obs_actions"), ("forward", "q2", "obs_actions"),                 # Q(s, a)
+    ("backward", "q1", True, False), ("backward", "q2", True, False),
+]
+TD3BC_ACTOR_PASSES = [
+    ("forward", "actor", "obs"), ("forward", "q1", "obs_actions"),                      # Q1(s, pi(s))
+    ("backward", "q1", False, True), ("backward", "actor", True, False),                # dQ1/da, then the actor
+]
+POLICY_FREQ = TD3BCConfig().policy_freq
+# one policy_freq cycle (POLICY_FREQ updates): critic steps, the last one followed by the actor step
+TD3BC_PASSES = TD3BC_CRITIC_PASSES * POLICY_FREQ + TD3BC_ACTOR_PASSES
+GDE_TD3BC_PASSES = ((TD3BC_CRITIC_PASSES + EXPLORE_PASSES) * (POLICY_FREQ - 1)
+                    + TD3BC_CRITIC_PASSES + TD3BC_ACTOR_PASSES + EXPLORE_PASSES)
 KIND = {"q1": "q", "q2": "q", "q1_target": "q", "q2_target": "q", "value": "v",
-        "actor": "pi", "explore": "pi", "teacher": "pi"}
+        "actor": "pi", "actor_target": "pi", "explore": "pi", "teacher": "pi"}
 
 
 def is_blas_product(product):
@@ -245,12 +268,16 @@ def compile_time():
 def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7, progress=None):
     """Run every measurement; returns the result dict (see the module docstring).
 
-    GDE steps, IQL steps and the BLAS floor are timed in interleaved rounds, so that a slow spell of
-    the machine (a shared host drifts by tens of percent) affects all three alike; each is the median
-    over rounds, and ``gde_over_floor`` is the median of the per-round ratios.
+    GDE steps, IQL steps, TD3+BC steps, GDE steps on TD3+BC and their BLAS floors are timed in interleaved
+    rounds, so that a slow spell of the machine (a shared host drifts by tens of percent) affects all alike;
+    each is the median over rounds, and each ``*_over_floor`` is the median of the per-round ratios. The
+    TD3+BC functions run one whole cycle (POLICY_FREQ updates) per call, their rates are counted per update.
     """
     compile_s, cached = compile_time()
+    timed = ("gde", "iql", "blas_floor", "td3bc", "td3bc_blas_floor", "gde_td3bc", "gde_td3bc_blas_floor")
     keys = ("gde_steps_per_s", "iql_steps_per_s", "act_latency_us", "blas_floor_steps_per_s", "gde_over_floor",
+            "td3bc_steps_per_s", "td3bc_blas_floor_steps_per_s", "td3bc_over_floor", "gde_td3bc_steps_per_s",
+            "gde_td3bc_blas_floor_steps_per_s", "gde_td3bc_over_floor",
             "gflop_per_gde_step", "sac_steps_per_s", "iql_pretrain_steps_per_s")
     result = {k: {} for k in keys}
     for task in tasks:
@@ -263,12 +290,20 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
         gde = lambda: learner.update(batches[next(it) % 4], 0.3)  # noqa: E731
         plan = step_plan(IQL_PASSES + EXPLORE_PASSES, obs_dim, act_dim, batch=batch)
         floor = blas_floor_step(plan)
+        td3, gde_td3 = TD3BCAgent(obs_dim, act_dim, seed=0), GDELearner(TD3BCAgent(obs_dim, act_dim, seed=0))
+        td3bc = lambda: [td3.update(batches[next(it) % 4]) for _ in range(POLICY_FREQ)]  # noqa: E731
+        gde_td3bc = lambda: [gde_td3.update(batches[next(it) % 4], 0.3) for _ in range(POLICY_FREQ)]  # noqa: E731
+        fns = (gde, iql, floor, td3bc, blas_floor_step(step_plan(TD3BC_PASSES, obs_dim, act_dim, batch=batch)),
+               gde_td3bc, blas_floor_step(step_plan(GDE_TD3BC_PASSES, obs_dim, act_dim, batch=batch)))
+        updates_per_call = np.array([1, 1, 1] + [POLICY_FREQ] * 4)
         per = seconds / rounds
-        rates = np.array([[_median_rate(f, per, rounds=1) for f in (gde, iql, floor)] for _ in range(rounds)])
-        result["gde_steps_per_s"][task] = float(np.median(rates[:, 0]))
-        result["iql_steps_per_s"][task] = float(np.median(rates[:, 1]))
-        result["blas_floor_steps_per_s"][task] = float(np.median(rates[:, 2]))
-        result["gde_over_floor"][task] = float(np.median(rates[:, 0] / rates[:, 2]))
+        rates = np.array([[_median_rate(f, per, rounds=1) for f in fns] for _ in range(rounds)]) * updates_per_call
+        rates = dict(zip(timed, rates.T))
+        for name in timed:
+            result[f"{name}_steps_per_s"][task] = float(np.median(rates[name]))
+        for name in ("gde", "td3bc", "gde_td3bc"):
+            floor_name = "blas_floor" if name == "gde" else f"{name}_blas_floor"
+            result[f"{name}_over_floor"][task] = float(np.median(rates[name] / rates[floor_name]))
         result["gflop_per_gde_step"][task] = flops([p[0] for p in plan]) / 1e9
         result["sac_steps_per_s"][task] = _sac_rate(obs_dim, act_dim, batches, seconds / 2)
         result["iql_pretrain_steps_per_s"][task] = _pretrain_rate(obs_dim, act_dim, batch, seconds / 2)
@@ -292,6 +327,11 @@ def format_table(r):
     """The benchmark as a small text table."""
     rows = [("GDE update steps/s", "gde_steps_per_s", "{:.0f}"), ("IQL update steps/s", "iql_steps_per_s", "{:.0f}"),
             ("BLAS floor steps/s", "blas_floor_steps_per_s", "{:.0f}"), ("GDE / floor", "gde_over_floor", "{:.2f}"),
+            ("TD3+BC update steps/s", "td3bc_steps_per_s", "{:.0f}"),
+            ("TD3+BC floor steps/s", "td3bc_blas_floor_steps_per_s", "{:.0f}"),
+            ("TD3+BC / floor", "td3bc_over_floor", "{:.2f}"), ("GDE-TD3+BC steps/s", "gde_td3bc_steps_per_s", "{:.0f}"),
+            ("GDE-TD3+BC floor steps/s", "gde_td3bc_blas_floor_steps_per_s", "{:.0f}"),
+            ("GDE-TD3+BC / floor", "gde_td3bc_over_floor", "{:.2f}"),
             ("SAC update steps/s", "sac_steps_per_s", "{:.0f}"),
             ("IQL pretrain steps/s", "iql_pretrain_steps_per_s", "{:.0f}"),
             ("act latency (us)", "act_latency_us", "{:.2f}"), ("GFLOP per GDE step", "gflop_per_gde_step", "{:.3f}")]

@@ -8,6 +8,8 @@ import pytest
 import reference_steps
 import reference_td3bc as ref
 from gde_ref.agents.td3bc import TD3BCAgent
+from gde_ref.bench import (EXPLORE_PASSES, GDE_TD3BC_PASSES, POLICY_FREQ, TD3BC_ACTOR_PASSES, TD3BC_CRITIC_PASSES,
+                           TD3BC_PASSES, is_blas_product, step_products)
 from gde_ref.config import TD3BCConfig
 from gde_ref.losses.baselines import td3bc_actor_loss
 from gradcheck import numerical_grad
@@ -79,6 +81,29 @@ def test_td3bc_step_matches_reference(cfg):
         np.testing.assert_allclose(p, nets.p[name], rtol=1e-9, atol=1e-12, err_msg=name)
     if cfg is CLIPPING:
         assert clipped_noise > 0 and clipped_action > 0, "both clips of the smoothed target action must act"
+
+
+def test_bench_products_are_the_steps_products():
+    """The benchmark's TD3+BC BLAS floor (gde_ref.bench) uses exactly the BLAS products the reference step
+    performs, in order: update 1 (policy_freq 2) is a critic-only step, update 2 a critic step then the actor
+    step, and the two make TD3BC_PASSES; GDE on TD3+BC adds the exploration step's (checked against the IQL
+    reference in test_update_steps) after each update."""
+    assert POLICY_FREQ == TD3BCConfig().policy_freq == 2
+    agent = make_agent()
+    nets = ref.RefTD3BC(agent)
+    rng = np.random.default_rng(11)
+    recorded = []
+    for _ in range(2):
+        nets.rec = reference_steps.Recorder()
+        ref.td3bc_step(nets, make_batch(rng), rng.standard_normal((B, ACT)))
+        recorded.append([p for p in nets.rec.products if is_blas_product(p)])
+        assert len(recorded[-1]) < len(nets.rec.products), "the one-output layers' outer products are loops"
+    critic = step_products(TD3BC_CRITIC_PASSES, OBS, ACT, HIDDEN, B)
+    assert recorded[0] == critic
+    assert recorded[1] == critic + step_products(TD3BC_ACTOR_PASSES, OBS, ACT, HIDDEN, B)
+    assert recorded[0] + recorded[1] == step_products(TD3BC_PASSES, OBS, ACT, HIDDEN, B)
+    explore = step_products(EXPLORE_PASSES, OBS, ACT, HIDDEN, B)
+    assert step_products(GDE_TD3BC_PASSES, OBS, ACT, HIDDEN, B) == recorded[0] + explore + recorded[1] + explore
 
 
 def test_every_update_gradient_matches_central_differences():

@@ -178,15 +178,9 @@ def squashed_actor_backward(actor, obs, sample, noise, d_action, d_logp, hyper):
     """Backpropagate dL/da (B, A) and dL/dlog pi (B,) through the sample, the log-std bound and the MLP
     into actor.grads, after ``sample = squashed_gaussian_policy(actor, obs, noise, hyper)``."""
     action, _, log_std, raw_log_std = sample
-    n, n_act = action.shape
     d_mean, d_log_std = np.empty_like(action), np.empty_like(action)
     squashed_gaussian_backward_kernel(action, log_std, noise, d_action, d_logp, d_mean, d_log_std)
-    d_raw_log_std = np.empty_like(action)
-    bounded_log_std_backward_kernel(raw_log_std, hyper.log_std_min, hyper.log_std_max, d_log_std, d_raw_log_std)
-    d_out = np.empty((n, 2 * n_act), action.dtype)
-    d_out[:, :n_act] = d_mean
-    d_out[:, n_act:] = d_raw_log_std
-    net_backward(actor, obs, d_out, True, False)
+    squashed_backward(actor, obs, raw_log_std, d_mean, d_log_std, hyper)
 
 
 @kernel
@@ -219,11 +213,12 @@ def squashed_kl(teacher, student, kl_weight, d_mu, d_log_std):
 
 
 @kernel
-def squashed_backward(actor, obs, raw_log_std, d_mu, d_log_std, spec):
-    """Backpropagate dL/dmu and dL/dlog_std (B, A) through the log-std bound and the MLP into actor.grads."""
+def squashed_backward(actor, obs, raw_log_std, d_mu, d_log_std, bounds):
+    """Backpropagate dL/dmu and dL/dlog_std (B, A) through the log-std bound (``bounds``: any record with
+    log_std_min, log_std_max) and the MLP into actor.grads."""
     n, n_act = d_mu.shape
     d_raw = np.empty_like(d_mu)
-    bounded_log_std_backward_kernel(raw_log_std, spec.log_std_min, spec.log_std_max, d_log_std, d_raw)
+    bounded_log_std_backward_kernel(raw_log_std, bounds.log_std_min, bounds.log_std_max, d_log_std, d_raw)
     d_out = np.empty((n, 2 * n_act), d_mu.dtype)
     d_out[:, :n_act] = d_mu
     d_out[:, n_act:] = d_raw
