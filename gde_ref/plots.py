@@ -47,3 +47,26 @@ def learning_curves(curves, xlabel="environment steps", ylabel="return", title=N
         ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def aggregate_figure(intervals, profiles, taus, title=None):
+    """Two panels (paper Fig. 6a): the IQM of each method with its CI, intervals = {label: (iqm, low, high)};
+    and the performance profiles, profiles = {label: fraction of runs above each tau}."""
+    fig, axes = _figure(2, width=5.0, height=max(2.5, 0.45 * len(intervals) + 1.2))
+    ax = axes[0]
+    labels = list(intervals)
+    for k, label in enumerate(labels):
+        value, low, high = intervals[label]
+        ax.plot([low, high], [k, k], linewidth=6, alpha=0.35, solid_capstyle="butt")
+        ax.plot([value], [k], "k|", markersize=14)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("IQM of the normalized score (95% CI)")
+    ax = axes[1]
+    for label, fractions in profiles.items():
+        ax.plot(taus, fractions, label=label)
+    ax.set_xlabel("normalized score tau")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -13,14 +13,14 @@ from gde_ref.experiments.report import group_runs, report, seed_statistics
 
 
 def fake_run(folder, algo, seed, final, curve, n_step=1, dataset="hopper-medium", swaps=0, action_temperature=1.0,
-             evaluation_stages=None, old_log=False):
+             evaluation_stages=None, old_log=False, **settings):
     """A run directory as gde-ref finetune writes it, with chosen numbers: a report row per curve point
     (every 50 env steps, 40 of them exploration) and a stage row between two reports."""
     folder.mkdir(parents=True)
     stages = algo.startswith("gde") if evaluation_stages is None else evaluation_stages
     (folder / "config.json").write_text(json.dumps({"algo": algo, "seed": seed, "dataset": dataset, "n_step": n_step,
                                                     "action_temperature": action_temperature,
-                                                    "evaluation_stages": stages}))
+                                                    "evaluation_stages": stages, **settings}))
     (folder / "summary.json").write_text(json.dumps({"algo": algo, "dataset": dataset, "seed": seed, "env_steps": 100,
                                                      "final_normalized_score": final, "last_normalized_score": final,
                                                      "teacher_swaps": swaps}))
@@ -63,7 +63,7 @@ def test_table_has_each_seed_the_mean_sample_std_and_ci(tmp_path):
     assert "| gde, n=3 |" in table and "| hopper-medium | oniql, t=0.5 | 0 | 3.0 |" in table
     assert table.index("oniql") < table.index("| gde |"), "methods in the paper's order"
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
-    gde = {row["method"]: row for row in saved}["gde"]
+    gde = {row["method"]: row for row in saved["tasks"]}["gde"]
     assert gde["final_normalized_score"] == [10.0, 20.0, 60.0] and gde["mean"] == 30.0 and gde["ci_low"] == st["ci_low"]
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
     assert (tmp_path / "out" / "results.md").read_text() == table
@@ -97,3 +97,35 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(ValueError, match="share a seed"):
         report(twice, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists(), "nothing written for bad input"
+
+
+def test_runs_that_differ_in_a_setting_are_not_averaged(tmp_path):
+    """Two gde seeds with different budgets (or rho) are two experiments: the report names what differs."""
+    runs = [fake_run(tmp_path / "a", "gde", 0, 10.0, [1, 2], steps=50_000, kl_weight=0.3),
+            fake_run(tmp_path / "b", "gde", 1, 20.0, [1, 2], steps=600, kl_weight=0.3)]
+    with pytest.raises(ValueError, match=r"runs of gde on hopper-medium differ in steps \(50000 in .*a, 600 in .*b\)"):
+        report(runs, str(tmp_path / "out"))
+    other_rho = fake_run(tmp_path / "c", "gde", 1, 20.0, [1, 2], steps=50_000, kl_weight=1.0)
+    with pytest.raises(ValueError, match="differ in kl_weight"):
+        report([runs[0], other_rho], str(tmp_path / "out"))
+
+
+def test_aggregate_across_datasets_is_the_iqm_of_every_run_and_gde_improvement(tmp_path):
+    """Two datasets x (gde, oniql) x 4 seeds: the IQM pools all 8 runs of a method; P(gde > oniql) counts the
+    pairs of seeds per dataset; a method missing on one dataset is left out of the aggregate."""
+    scores = {("hopper-medium", "gde"): [60, 70, 80, 90], ("walker2d-medium", "gde"): [10, 20, 30, 40],
+              ("hopper-medium", "oniql"): [55, 65, 75, 85], ("walker2d-medium", "oniql"): [0, 5, 6, 7]}
+    runs = [fake_run(tmp_path / f"{d}-{a}-{s}", a, s, float(x), [1, 2], dataset=d)
+            for (d, a), xs in scores.items() for s, x in enumerate(xs)]
+    runs.append(fake_run(tmp_path / "rnd-only-hopper", "rnd", 0, 50.0, [1, 2]))
+    table = report(runs, str(tmp_path / "out"))
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    agg = result["aggregate"]
+    assert set(agg["methods"]) == {"gde", "oniql"} and agg["datasets"] == ["hopper-medium", "walker2d-medium"]
+    gde = sorted([60, 70, 80, 90, 10, 20, 30, 40])
+    assert agg["methods"]["gde"]["iqm"] == pytest.approx(np.mean(gde[2:6])) and agg["methods"]["gde"]["runs"] == 8
+    pairs = [np.mean([x > y for x in scores[(d, "gde")] for y in scores[(d, "oniql")]])
+             for d in ("hopper-medium", "walker2d-medium")]
+    assert agg["probability_of_improvement"]["gde > oniql"]["probability"] == pytest.approx(np.mean(pairs))
+    assert "| gde | 8 |" in table and "gde > oniql" in table and (tmp_path / "out" / "aggregate.png").exists()
+    assert [t["method"] for t in result["tasks"]][:2] == ["oniql", "rnd"]   # the per-task rows are all kept

@@ -180,7 +180,7 @@ class CQLAgent:
     q2 = property(lambda self: self.twins.q2)
 
     def nets(self, batch_size):
-        """The kernels' ``CQLNets`` for a batch size (cached), and its noise arrays."""
+        """The kernels' ``CQLNets`` for a batch size (cached; its noise arrays are made beside them)."""
         r = self._nets.get(batch_size)
         if r is None:
             b, m, a = batch_size, self.config.n_actions, self.act_dim

@@ -13,7 +13,13 @@ mean and std over seeds, one panel per dataset) into ``out``.
 
 A baseline run with GDE's evaluation stages (``--evaluation-stages``, an equal-data comparison) gets its
 own row, labelled ", stages". Runs made before the reporting evaluation existed (log.csv without a
-``kind`` column) are refused: re-run them.
+``kind`` column) are refused: re-run them, as is a group whose runs differ in any setting but the seed
+(``GROUP_SETTINGS``: a mixed group would average different experiments).
+
+Across datasets (``experiments.stats``): for the methods run on every dataset of the report, the IQM of all
+(dataset, seed) scores with a stratified bootstrap CI, performance profiles, and the probability of
+improvement of GDE over each other method of its backbone; ``results.md``'s second table, ``aggregate.png``
+and ``results.json``'s "aggregate".
 """
 import csv
 import json
@@ -25,10 +31,16 @@ from scipy import stats
 
 from gde_ref import plots
 from gde_ref.checkpoint import write_json, write_text
+from gde_ref.experiments import stats as across
 from gde_ref.finetune.algos import ALGOS as ALGO_ORDER
 from gde_ref.finetune.algos import STAGE_ALGOS
 
 X_AXES = ("env_step", "exploration_steps")
+# the settings runs must share to be one group (besides dataset and label): everything but the seed
+GROUP_SETTINGS = ("backbone", "preset", "steps", "eval_period", "eval_steps", "evaluation_stages",
+                  "update_during_stages", "reset_optimizers", "report_period", "report_episodes", "kl_weight",
+                  "n_step", "action_temperature", "buffer_size")
+GROUP_DEFAULTS = {"backbone": "iql"}   # runs made before a setting existed had its default
 CONFIDENCE = 0.95
 
 
@@ -58,7 +70,7 @@ def read_run(path):
 def group_runs(paths):
     """{(dataset, label): [(seed, summary, rows), ...]} with label the algo, plus ", n=K" for n-step K > 1 and
     ", t=T" for an action temperature T != 1 (Fig. 2d)."""
-    groups = defaultdict(list)
+    groups, settings = defaultdict(list), {}
     for path in paths:
         config, summary, rows = read_run(path)
         backbone = config.get("backbone", "iql")
@@ -67,6 +79,7 @@ def group_runs(paths):
         label += f", t={config['action_temperature']:g}" if config.get("action_temperature", 1.0) != 1.0 else ""
         label += ", stages" if config.get("evaluation_stages") and config["algo"] not in STAGE_ALGOS else ""
         groups[(config["dataset"], label)].append((config["seed"], summary, rows))
+        _check_same_settings(settings, (config["dataset"], label), config, path)
     for runs in groups.values():
         runs.sort(key=lambda run: run[0])
         seeds = [run[0] for run in runs]
@@ -74,6 +87,16 @@ def group_runs(paths):
             raise ValueError(f"two runs of {runs[0][1]['algo']} on {runs[0][1]['dataset']} share a seed "
                              f"({seeds}): pass each run once")
     return dict(groups)
+
+
+def _check_same_settings(seen, key, config, path):
+    """Refuse a run whose settings differ from the first run of its group, naming what differs."""
+    mine = {k: config.get(k, GROUP_DEFAULTS.get(k)) for k in GROUP_SETTINGS}
+    first = seen.setdefault(key, (mine, path))
+    differ = [k for k in GROUP_SETTINGS if first[0][k] != mine[k]]
+    if differ:
+        what = ", ".join(f"{k} ({first[0][k]} in {first[1]}, {mine[k]} in {path})" for k in differ)
+        raise ValueError(f"runs of {key[1]} on {key[0]} differ in {what}: report them separately")
 
 
 def _order(label):
@@ -138,6 +161,43 @@ def curves_figure(groups, x="env_step"):
     return figures
 
 
+def aggregate(groups):
+    """Across datasets, for each method run on every dataset: the IQM with its stratified bootstrap CI, the
+    performance profile, and GDE's probability of improvement over each other method of its backbone."""
+    datasets = sorted({d for d, _ in groups})
+    labels = sorted({label for _, label in groups if all((d, label) in groups for d in datasets)}, key=_order)
+    by_task = {label: [_scores(groups[(d, label)]) for d in datasets] for label in labels}
+    top = max(max(max(s) for s in scores) for scores in by_task.values()) if by_task else 100.0
+    taus = np.linspace(0.0, max(100.0, np.ceil(top / 10) * 10), 101)
+    out = {"datasets": datasets, "confidence": CONFIDENCE, "methods": {}, "probability_of_improvement": {},
+           "profile_taus": taus.tolist()}
+    for label in labels:
+        out["methods"][label] = {**across.iqm_with_ci(by_task[label]),
+                                 "profile": across.performance_profile(by_task[label], taus)}
+    for label in labels:
+        backbone, _, algo = label.split(",")[0].rpartition(":")
+        if algo != "gde" or "," in label:
+            continue
+        for other in labels:
+            if other != label and other.split(",")[0].rpartition(":")[0] == backbone:
+                out["probability_of_improvement"][f"{label} > {other}"] = across.probability_of_improvement(
+                    by_task[label], by_task[other])
+    return out
+
+
+def aggregate_table(agg):
+    """Markdown: the IQM across datasets with its CI, then GDE's probabilities of improvement."""
+    lines = [f"IQM over every (dataset, seed) of {', '.join(agg['datasets'])}, stratified bootstrap "
+             f"{agg['confidence']:.0%} CI:", "", "| method | runs | IQM | CI |", "|---|---|---|---|"]
+    lines += [f"| {label} | {m['runs']} | {m['iqm']:.1f} | [{m['ci_low']:.1f}, {m['ci_high']:.1f}] |"
+              for label, m in agg["methods"].items()]
+    if agg["probability_of_improvement"]:
+        lines += ["", "| probability of improvement | P(X > Y) | CI |", "|---|---|---|"]
+        lines += [f"| {pair} | {p['probability']:.2f} | [{p['ci_low']:.2f}, {p['ci_high']:.2f}] |"
+                  for pair, p in agg["probability_of_improvement"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def report(paths, out, x="env_step"):
     """Write results.md, results.json and curves.png (curves-DATASET.png for several datasets) into ``out``;
     ``x``: the curves' axis, "env_step" or "exploration_steps"."""
@@ -147,14 +207,20 @@ def report(paths, out, x="env_step"):
         raise ValueError("no run directories given: pass the RUN directories written by gde-ref finetune")
     groups = group_runs(paths)
     os.makedirs(out, exist_ok=True)
-    table = results_table(groups)
+    agg = aggregate(groups)
+    table = results_table(groups) + ("\n" + aggregate_table(agg) if agg["methods"] else "")
     write_text(os.path.join(out, "results.md"), table)
-    write_json(os.path.join(out, "results.json"), [
+    if agg["methods"]:
+        fig = plots.aggregate_figure({k: (m["iqm"], m["ci_low"], m["ci_high"]) for k, m in agg["methods"].items()},
+                                     {k: m["profile"] for k, m in agg["methods"].items()}, agg["profile_taus"],
+                                     title=f"across {', '.join(agg['datasets'])}")
+        plots.save(fig, os.path.join(out, "aggregate.png"))
+    write_json(os.path.join(out, "results.json"), {"aggregate": agg, "tasks": [
         {"dataset": dataset, "method": label, "seeds": [seed for seed, _, _ in runs],
          "final_normalized_score": _scores(runs), **seed_statistics(_scores(runs)), "confidence": CONFIDENCE,
          "last_normalized_score": [s["last_normalized_score"] for _, s, _ in runs],
          "teacher_swaps": [s["teacher_swaps"] for _, s, _ in runs], "env_steps": [s["env_steps"] for _, s, _ in runs]}
-        for (dataset, label), runs in sorted(groups.items(), key=lambda item: (item[0][0], _order(item[0][1])))])
+        for (dataset, label), runs in sorted(groups.items(), key=lambda item: (item[0][0], _order(item[0][1])))]})
     figures = curves_figure(groups, x)
     datasets = sorted({dataset for dataset, _ in groups})
     for dataset, fig in zip(datasets, figures):

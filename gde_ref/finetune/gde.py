@@ -30,7 +30,7 @@ from gde_ref.nn.checks import check_range, restore_arrays, sub_state
 
 
 class GDELearner:
-    """GDE's three policies on a backbone (``agents.backbones``: IQL, TD3+BC).
+    """GDE's three policies on a backbone (``agents.backbones``: IQL, TD3+BC, CQL).
 
     ``backbone.actor`` is the exploitation policy pi_e (phi), ``explore`` the exploration policy pi_b
     (mu) with its own Adam state, ``teacher_params`` the teacher pi_t (phi-bar). All three start from the
@@ -131,7 +131,8 @@ class AgentInputs:
 class GDEFinetuner:
     """Algorithm 1 as a learner of ``finetune.loop.run_online``.
 
-    explore_action: a sample of the exploration policy pi_b, N(tanh(f_mu(s)), std_mu^2) clipped to [-1, 1];
+    explore_action: a sample of the exploration policy pi_b, its backbone's distribution (IQL: N(tanh(f_mu(s)),
+                    std_mu^2) clipped to [-1, 1]; TD3+BC: its action plus N(0, 0.1^2); CQL: tanh(N(mu(s), sigma(s)^2)));
     exploit_action: the exploitation policy pi_e's mean action (what the evaluation stages score);
     update:         one GDE step on a batch of raw online transitions, rho = rho_0 (1 - t / T);
     after_evaluation: the teacher becomes pi_e only if pi_e's score beats the teacher's. The stage at
