@@ -7,6 +7,8 @@ dimensions, batch 256 and 2x256 MLPs:
 * ``td3bc_steps_per_s`` / ``gde_td3bc_steps_per_s``: TD3+BC update steps (``TD3BCAgent.update``) and GDE steps on
   the TD3+BC backbone (``GDELearner(TD3BCAgent).update``), each timed over whole ``policy_freq`` cycles (critic
   steps, one of them followed by the actor step) and counted per update;
+* ``cql_steps_per_s``: CQL update steps (``CQLAgent.update``, M = 10 sampled actions per kind, noise drawn
+  included); at about 0.1 s a step they are timed with fewer calls than the others (see ``run_bench``);
 * ``sac_steps_per_s``: SAC update steps (``SACAgent.update``, noise drawn included);
 * ``iql_pretrain_steps_per_s``: IQL pretraining steps as ``gde-ref pretrain`` runs them (a batch drawn
   from the dataset arrays, then ``IQLAgent.update`` with the cosine actor learning rate);
@@ -16,7 +18,8 @@ dimensions, batch 256 and 2x256 MLPs:
   step uses (every network's own weights, activations, deltas, gradients): what a step would cost if
   everything but the matrix products were free; ``td3bc_blas_floor_steps_per_s`` and
   ``gde_td3bc_blas_floor_steps_per_s`` the same for ``TD3BC_PASSES`` (one cycle, counted per update) and
-  ``GDE_TD3BC_PASSES``; ``*_over_floor``: step rate / floor rate (median of per-round ratios);
+  ``GDE_TD3BC_PASSES``, ``cql_blas_floor_steps_per_s`` for ``CQL_PASSES`` (the pass lists are in
+  ``gde_ref.bench_passes``); ``*_over_floor``: step rate / floor rate (median of per-round ratios);
 * ``compile_s``: time of the first update/act calls in this process (compilation, or loading the
   on-disk cache when ``compile_from_cache``), ``second_process_ready_s``: wall time of a fresh Python
   process that imports gde_ref, builds the agents, runs one GDE step and one action;
@@ -30,52 +33,16 @@ import time
 
 import numpy as np
 
+from gde_ref.agents.cql import CQLAgent
 from gde_ref.agents.iql import IQLAgent
 from gde_ref.agents.td3bc import TD3BCAgent
-from gde_ref.config import IQLConfig, TD3BCConfig
+from gde_ref.bench_passes import (CQL_PASSES, EXPLORE_PASSES, GDE_TD3BC_PASSES, IQL_PASSES, KIND, PARAMS, POLICY_FREQ,
+                                  TD3BC_PASSES)
+from gde_ref.config import IQLConfig
 from gde_ref.data import Batch
 from gde_ref.finetune.gde import GDELearner
 
 TASK_DIMS = {"hopper": (11, 3), "halfcheetah": (17, 6)}
-
-# The passes of one IQL step and of GDE's extra exploration step, in the order the kernels run them:
-# ("forward", network, input) or ("backward", network, param_grads, input_grad). Networks are the
-# instances of the step; KIND maps each to its shape ("q" critic, "v" value, "pi" actor).
-IQL_PASSES = [
-    ("forward", "q1_target", "obs_actions"), ("forward", "q2_target", "obs_actions"),  # Q'(s, a)
-    ("forward", "value", "obs"), ("backward", "value", True, False),                    # Eq. 2
-    ("forward", "value", "next_obs"),                                                   # V(s')
-    ("forward", "q1", "obs_actions"), ("forward", "q2", "obs_actions"),                 # Eq. 3
-    ("backward", "q1", True, False), ("backward", "q2", True, False),
-    ("forward", "value", "obs"),                                                        # V(s), updated
-    ("forward", "actor", "obs"), ("backward", "actor", True, False),                    # Eq. 4
-]
-EXPLORE_PASSES = [
-    ("forward", "explore", "obs"), ("forward", "teacher", "obs"),                       # pi_b, pi_t
-    ("forward", "q1", "obs_actions"), ("forward", "q2", "obs_actions"),                 # Q(s, pi_b(s))
-    ("backward", "q1", False, True), ("backward", "q2", False, True),                   # dQ/da
-    ("backward", "explore", True, False),                                               # Eq. 5
-]
-# TD3+BC (agents.td3bc.td3bc_update): a critic step on every update, the actor step (then the Polyak averages,
-# no products) on every POLICY_FREQ-th. The critics' input [s', a~], then [s, a], is one scratch array.
-TD3BC_CRITIC_PASSES = [
-    ("forward", "actor_target", "next_obs"),                                            # a~ from pi'(s')
-    ("forward", "q1_target", "obs_actions"), ("forward", "q2_target", "obs_actions"),  # Q'(s', a~)
-    ("forward", "q1", "obs_actions"), ("forward", "q2", "obs_actions"),                 # Q(s, a)
-    ("backward", "q1", True, False), ("backward", "q2", True, False),
-]
-TD3BC_ACTOR_PASSES = [
-    ("forward", "actor", "obs"), ("forward", "q1", "obs_actions"),                      # Q1(s, pi(s))
-    ("backward", "q1", False, True), ("backward", "actor", True, False),                # dQ1/da, then the actor
-]
-POLICY_FREQ = TD3BCConfig().policy_freq
-# one policy_freq cycle (POLICY_FREQ updates): critic steps, the last one followed by the actor step
-TD3BC_PASSES = TD3BC_CRITIC_PASSES * POLICY_FREQ + TD3BC_ACTOR_PASSES
-GDE_TD3BC_PASSES = ((TD3BC_CRITIC_PASSES + EXPLORE_PASSES) * (POLICY_FREQ - 1)
-                    + TD3BC_CRITIC_PASSES + TD3BC_ACTOR_PASSES + EXPLORE_PASSES)
-KIND = {"q1": "q", "q2": "q", "q1_target": "q", "q2_target": "q", "value": "v",
-        "actor": "pi", "actor_target": "pi", "explore": "pi", "teacher": "pi"}
-
 
 def is_blas_product(product):
     """Whether the kernels send this product to BLAS: all but delta W^T through a one-output layer,
@@ -85,35 +52,39 @@ def is_blas_product(product):
 
 
 def step_plan(passes, obs_dim, act_dim, hidden=(256, 256), batch=256):
-    """Every BLAS product of a list of passes, in order, with the arrays it reads and writes.
+    """Every BLAS product of a list of passes (``gde_ref.bench_passes``), in order, with the arrays it reads
+    and writes.
 
     Returns [(shape, a, b, out)]: shape = (m, k, n, transpose_a, transpose_b), out (m, n) = op(a) op(b),
     and a, b, out are names of arrays with the roles they have in the kernels ("W", net, layer),
     ("act", net, layer), ("delta", net, slot), ("dW", net, layer), ("dx", net), ("d_out", net), or an
-    input batch. This mirrors ``kernels.mlp_forward`` (x W per layer) and ``kernels.mlp_backward``
-    (x^T delta for the weights, delta W^T for the layer below; the first layer's only for an input
-    gradient; none through a one-output layer, which is a loop).
+    input batch; a record sharing another's parameters (PARAMS) reads that one's "W". This mirrors
+    ``kernels.mlp_forward`` (x W per layer) and ``kernels.mlp_backward`` (x^T delta for the weights,
+    delta W^T for the layer below; the first layer's only for an input gradient; none through a
+    one-output layer, which is a loop), on rows * batch rows (a backward on its forward's rows).
     """
-    sizes = {"q": [obs_dim + act_dim, *hidden, 1], "v": [obs_dim, *hidden, 1], "pi": [obs_dim, *hidden, act_dim]}
-    inputs, plan = {}, []
+    sizes = {"q": [obs_dim + act_dim, *hidden, 1], "v": [obs_dim, *hidden, 1], "pi": [obs_dim, *hidden, act_dim],
+             "sq": [obs_dim, *hidden, 2 * act_dim]}
+    inputs, rows, plan = {}, {}, []
     for kind, net, *args in passes:
         layers = list(zip(sizes[KIND[net]][:-1], sizes[KIND[net]][1:]))
+        weights = PARAMS.get(net, net)
         if kind == "forward":
-            inputs[net] = ("input", args[0])
+            inputs[net], rows[net] = ("input", args[0]), batch * (args[1] if len(args) > 1 else 1)
             for k, (n_in, n_out) in enumerate(layers):
                 src = inputs[net] if k == 0 else ("act", net, k - 1)
-                plan.append(((batch, n_in, n_out, False, False), src, ("W", net, k), ("act", net, k)))
+                plan.append(((rows[net], n_in, n_out, False, False), src, ("W", weights, k), ("act", net, k)))
             continue
         param_grads, input_grad = args
-        delta = ("d_out", net)
+        delta, n = ("d_out", net), rows[net]
         for k in range(len(layers) - 1, -1, -1):
             n_in, n_out = layers[k]
             src = inputs[net] if k == 0 else ("act", net, k - 1)
             if param_grads:
-                plan.append(((n_in, batch, n_out, True, False), src, delta, ("dW", net, k)))
+                plan.append(((n_in, n, n_out, True, False), src, delta, ("dW", net, k)))
             if (k > 0 or input_grad) and n_out > 1:
                 out = ("delta", net, k % 2) if k > 0 else ("dx", net)
-                plan.append(((batch, n_out, n_in, False, True), delta, ("W", net, k), out))
+                plan.append(((n, n_out, n_in, False, True), delta, ("W", weights, k), out))
             if k > 0:
                 delta = ("delta", net, k % 2)
     return plan
@@ -148,6 +119,15 @@ def _median_rate(fn, seconds, rounds=5):
             fn()
         rates.append(per_round / (time.perf_counter() - t0))
     return float(np.median(rates))
+
+
+def _budget_rate(fn, seconds):
+    """Calls per second of fn() over about ``seconds`` (at least one call, no warm-up): for slow steps."""
+    t0, n = time.perf_counter(), 0
+    while n == 0 or time.perf_counter() - t0 < seconds:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - t0)
 
 
 def blas_floor_step(plan, dtype=np.float32, seed=0):
@@ -272,13 +252,17 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
     rounds, so that a slow spell of the machine (a shared host drifts by tens of percent) affects all alike;
     each is the median over rounds, and each ``*_over_floor`` is the median of the per-round ratios. The
     TD3+BC functions run one whole cycle (POLICY_FREQ updates) per call, their rates are counted per update.
+    CQL and its floor (about 0.1 s a step) are called once before the rounds (compilation) and timed in each
+    round over a quarter of the others' budget, at least one call (``_budget_rate``).
     """
     compile_s, cached = compile_time()
-    timed = ("gde", "iql", "blas_floor", "td3bc", "td3bc_blas_floor", "gde_td3bc", "gde_td3bc_blas_floor")
+    timed = ("gde", "iql", "blas_floor", "td3bc", "td3bc_blas_floor", "gde_td3bc", "gde_td3bc_blas_floor", "cql",
+             "cql_blas_floor")
     keys = ("gde_steps_per_s", "iql_steps_per_s", "act_latency_us", "blas_floor_steps_per_s", "gde_over_floor",
             "td3bc_steps_per_s", "td3bc_blas_floor_steps_per_s", "td3bc_over_floor", "gde_td3bc_steps_per_s",
-            "gde_td3bc_blas_floor_steps_per_s", "gde_td3bc_over_floor",
-            "gflop_per_gde_step", "sac_steps_per_s", "iql_pretrain_steps_per_s")
+            "gde_td3bc_blas_floor_steps_per_s", "gde_td3bc_over_floor", "cql_steps_per_s",
+            "cql_blas_floor_steps_per_s", "cql_over_floor", "gflop_per_gde_step", "sac_steps_per_s",
+            "iql_pretrain_steps_per_s")
     result = {k: {} for k in keys}
     for task in tasks:
         obs_dim, act_dim = TASK_DIMS[task]
@@ -295,13 +279,19 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
         gde_td3bc = lambda: [gde_td3.update(batches[next(it) % 4], 0.3) for _ in range(POLICY_FREQ)]  # noqa: E731
         fns = (gde, iql, floor, td3bc, blas_floor_step(step_plan(TD3BC_PASSES, obs_dim, act_dim, batch=batch)),
                gde_td3bc, blas_floor_step(step_plan(GDE_TD3BC_PASSES, obs_dim, act_dim, batch=batch)))
-        updates_per_call = np.array([1, 1, 1] + [POLICY_FREQ] * 4)
+        cql_agent = CQLAgent(obs_dim, act_dim, seed=0)
+        slow = (lambda: cql_agent.update(batches[next(it) % 4]),  # noqa: E731
+                blas_floor_step(step_plan(CQL_PASSES, obs_dim, act_dim, batch=batch)))
+        for f in slow:
+            f()
+        updates_per_call = np.array([1, 1, 1] + [POLICY_FREQ] * 4 + [1, 1])
         per = seconds / rounds
-        rates = np.array([[_median_rate(f, per, rounds=1) for f in fns] for _ in range(rounds)]) * updates_per_call
+        rates = np.array([[_median_rate(f, per, rounds=1) for f in fns] + [_budget_rate(f, per / 4) for f in slow]
+                          for _ in range(rounds)]) * updates_per_call
         rates = dict(zip(timed, rates.T))
         for name in timed:
             result[f"{name}_steps_per_s"][task] = float(np.median(rates[name]))
-        for name in ("gde", "td3bc", "gde_td3bc"):
+        for name in ("gde", "td3bc", "gde_td3bc", "cql"):
             floor_name = "blas_floor" if name == "gde" else f"{name}_blas_floor"
             result[f"{name}_over_floor"][task] = float(np.median(rates[name] / rates[floor_name]))
         result["gflop_per_gde_step"][task] = flops([p[0] for p in plan]) / 1e9
@@ -332,6 +322,8 @@ def format_table(r):
             ("TD3+BC / floor", "td3bc_over_floor", "{:.2f}"), ("GDE-TD3+BC steps/s", "gde_td3bc_steps_per_s", "{:.0f}"),
             ("GDE-TD3+BC floor steps/s", "gde_td3bc_blas_floor_steps_per_s", "{:.0f}"),
             ("GDE-TD3+BC / floor", "gde_td3bc_over_floor", "{:.2f}"),
+            ("CQL update steps/s", "cql_steps_per_s", "{:.1f}"),
+            ("CQL floor steps/s", "cql_blas_floor_steps_per_s", "{:.1f}"), ("CQL / floor", "cql_over_floor", "{:.2f}"),
             ("SAC update steps/s", "sac_steps_per_s", "{:.0f}"),
             ("IQL pretrain steps/s", "iql_pretrain_steps_per_s", "{:.0f}"),
             ("act latency (us)", "act_latency_us", "{:.2f}"), ("GFLOP per GDE step", "gflop_per_gde_step", "{:.3f}")]

@@ -13,8 +13,9 @@ One step (``cql_step``), in gde_ref.agents.cql's order:
 4. SAC's actor loss on the updated critics, one Adam step;  5. SAC's temperature loss, one Adam step.
 
 Each loss is a function of one network's parameters (for central differences) that also returns what its
-backward pass needs. GDE's pieces on a squashed actor (Eq. 5 with the deterministic action tanh(mu_b(s)) and
-the KL between the pre-tanh Gaussians) are here too, as plain losses.
+backward pass needs; every matrix product goes through ``nets.rec`` (a ``Recorder``), in the kernel's order.
+GDE's pieces on a squashed actor (Eq. 5 with the deterministic action tanh(mu_b(s)) and the KL between the pre-tanh
+Gaussians) are here too, as plain losses.
 """
 from collections import namedtuple
 
@@ -85,25 +86,32 @@ def sampled_actions(nets, b, noise):
     return actions, log_density
 
 
-def twin_loss(pq, nets, b, y, actions, log_density):
-    """One twin's loss L_k = TD + penalty at parameters pq (y, actions, log_density constants).
+def twin_forward(pq, nets, b, y, actions, log_density):
+    """One twin's loss L_k = TD + penalty at parameters pq (y, actions, log_density constants), from one forward
+    on the n (1 + k) rows [(s_i, a_i); (s_i, a_ij)] (row n + i k + j: the kernel's penalty rows, in its order).
 
-    Returns (L_k, TD, penalty, grads of L_k w.r.t. pq (by the chain rule), Q_k(s_i, a_i) (n,))."""
+    Returns (L_k, TD, penalty, the activations, dL_k/dQ_k (n (1 + k), 1), Q_k(s_i, a_i) (n,))."""
     n, k, a_dim = actions.shape
     alpha = nets.cfg.cql_alpha
-    data = forward(pq, nets.sizes["q"], np.concatenate([b.obs, b.actions], 1), nets.rec)
-    x = np.concatenate([np.repeat(b.obs, k, axis=0), actions.reshape(n * k, a_dim)], 1)   # row i k + j: (s_i, a_ij)
-    samples = forward(pq, nets.sizes["q"], x, nets.rec)
-    q_data, q_samples = data[-1][:, 0], samples[-1][:, 0].reshape(n, k)
+    x = np.concatenate([np.concatenate([b.obs, b.actions], 1),
+                        np.concatenate([np.repeat(b.obs, k, axis=0), actions.reshape(n * k, a_dim)], 1)])
+    acts = forward(pq, nets.sizes["q"], x, nets.rec)
+    q_data, q_samples = acts[-1][:n, 0], acts[-1][n:, 0].reshape(n, k)
     z = q_samples - log_density
     lse = logsumexp(z)
     td = np.mean((q_data - y) ** 2)
     penalty = alpha * np.mean(lse - q_data)
     d_data = 2 * (q_data - y) / n - alpha / n
     d_samples = alpha / n * np.exp(z - lse[:, None])                 # softmax over each state's sampled actions
-    g_data, _ = backward(pq, nets.sizes["q"], data, d_data[:, None], nets.rec)
-    g_samples, _ = backward(pq, nets.sizes["q"], samples, d_samples.reshape(n * k, 1), nets.rec)
-    return td + penalty, td, penalty, g_data + g_samples, q_data
+    return td + penalty, td, penalty, acts, np.concatenate([d_data, d_samples.reshape(n * k)])[:, None], q_data
+
+
+def twin_loss(pq, nets, b, y, actions, log_density):
+    """``twin_forward``, then the backward: (L_k, TD, penalty, grads of L_k w.r.t. pq (by the chain rule),
+    Q_k(s_i, a_i) (n,))."""
+    loss, td, penalty, acts, d_q, q_data = twin_forward(pq, nets, b, y, actions, log_density)
+    g, _ = backward(pq, nets.sizes["q"], acts, d_q, nets.rec)
+    return loss, td, penalty, g, q_data
 
 
 def critic_loss(pq, name, nets, b, noise):
@@ -148,8 +156,10 @@ def cql_step(nets, b, noise):
     alpha = np.exp(nets.p["log_alpha"][0])
     y = td_target(nets, b, noise.next)
     actions, log_density = sampled_actions(nets, b, noise)
-    _, td1, pen1, g1, q1_data = twin_loss(nets.p["q1"], nets, b, y, actions, log_density)
-    _, td2, pen2, g2, _ = twin_loss(nets.p["q2"], nets, b, y, actions, log_density)
+    _, td1, pen1, acts1, d_q1, q1_data = twin_forward(nets.p["q1"], nets, b, y, actions, log_density)
+    _, td2, pen2, acts2, d_q2, _ = twin_forward(nets.p["q2"], nets, b, y, actions, log_density)
+    g1, _ = backward(nets.p["q1"], nets.sizes["q"], acts1, d_q1, nets.rec)   # both forwards, then both backwards,
+    g2, _ = backward(nets.p["q2"], nets.sizes["q"], acts2, d_q2, nets.rec)   # as the kernel (its products in order)
     nets.step("q1", g1, cfg.critic_lr)
     nets.step("q2", g2, cfg.critic_lr)
     for name in ("q1", "q2"):

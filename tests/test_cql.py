@@ -9,6 +9,8 @@ import pytest
 import reference_cql as ref
 import reference_steps
 from gde_ref.agents.cql import CQLAgent
+from gde_ref.bench import is_blas_product, step_products
+from gde_ref.bench_passes import CQL_N_ACTIONS, CQL_PASSES, SAC_ACTOR_PASSES, cql_passes
 from gde_ref.config import CQLConfig, GDEConfig
 from gde_ref.finetune.gde import GDELearner
 from gde_ref.losses.baselines import cql_sampled_penalty
@@ -114,6 +116,26 @@ def test_every_update_gradient_matches_central_differences():
         numeric = numerical_grad(lambda: f(x), x)
         assert np.abs(numeric).max() > 1e-4, name
         np.testing.assert_allclose(bundle.grads, numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+def test_bench_products_are_the_steps_products():
+    """The benchmark's CQL BLAS floor (gde_ref.bench) uses exactly the BLAS products the reference step performs,
+    in order: a' ~ pi(.|s') and the target twins on B rows, the sampler on the B M repeated s and s', both twins
+    forward on the B (1 + 3M) penalty rows and then their parameter gradients, SAC's actor step on B rows."""
+    assert CQL_N_ACTIONS == CQLConfig().n_actions and CQL_PASSES == cql_passes(CQL_N_ACTIONS)
+    agent = make_agent(STEP)
+    nets = ref.RefCQL(agent)
+    rng = np.random.default_rng(14)
+    for step in range(2):
+        nets.rec = reference_steps.Recorder()
+        ref.cql_step(nets, make_batch(rng), ref.draw_noise(rng, B, ACT, M))
+        recorded = [p for p in nets.rec.products if is_blas_product(p)]
+        assert len(recorded) < len(nets.rec.products), "the one-output layers' outer products are loops"
+        assert recorded == step_products(cql_passes(M), OBS, ACT, HIDDEN, B), f"step {step}"
+    rows = {p[0] for p in step_products(cql_passes(M), OBS, ACT, HIDDEN, B) if not p[3]}
+    assert rows == {B, B * M, B * (1 + 3 * M)}
+    actor = step_products(SAC_ACTOR_PASSES, OBS, ACT, HIDDEN, B)
+    assert recorded[-len(actor):] == actor
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 import reference_steps
 import reference_td3bc as ref
 from gde_ref.agents.td3bc import TD3BCAgent
-from gde_ref.bench import (EXPLORE_PASSES, GDE_TD3BC_PASSES, POLICY_FREQ, TD3BC_ACTOR_PASSES, TD3BC_CRITIC_PASSES,
-                           TD3BC_PASSES, is_blas_product, step_products)
+from gde_ref.bench import is_blas_product, step_products
+from gde_ref.bench_passes import (EXPLORE_PASSES, GDE_TD3BC_PASSES, POLICY_FREQ, TD3BC_ACTOR_PASSES,
+                                  TD3BC_CRITIC_PASSES, TD3BC_PASSES)
 from gde_ref.config import TD3BCConfig
 from gde_ref.losses.baselines import td3bc_actor_loss
 from gradcheck import numerical_grad
