@@ -124,7 +124,8 @@ def _evaluate(args):
 
 def _report(args):
     from gde_ref.experiments.report import report
-    print(report(args.runs, args.out, x=args.x), end="")
+    table = report(args.runs, args.out, x=args.x)
+    print(open(os.path.join(args.out, "results.json")).read() if args.json else table, end="")
     return 0
 
 
@@ -193,6 +194,20 @@ def _finetune(args):
     return 0
 
 
+def _sweep(args):
+    from gde_ref.experiments.sweep import format_plan, load_spec, plan
+    from gde_ref.experiments.sweep_exec import run_sweep
+    spec = load_spec(args.spec, datasets=args.datasets, algos=args.algos, seeds=args.seeds, backbones=args.backbones,
+                     preset=args.preset, pretrain_steps=args.pretrain_steps, out=args.out)
+    if args.dry_run:
+        print(format_plan(spec, plan(spec), args.workers), end="")
+        return 0
+    result = run_sweep(spec, executor=args.executor, workers=args.workers, address=args.address, command=" ".join(
+        ["gde-ref"] + sys.argv[1:]), slurm={"partition": args.partition, "time_min": args.time_min,
+                                           "cpus_per_task": args.cpus_per_task})
+    return 130 if result["stopped"] else 1 if result["failed"] else 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line (what is wrong, and where the help is), like every other error here."""
 
@@ -203,6 +218,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser():
     from gde_ref import __version__
     from gde_ref.agents.backbones import BACKBONES
+    from gde_ref.experiments.sweep import add_arguments as sweep_arguments
     from gde_ref.finetune.algos import ALGOS
     parser = OneLineParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
                                      "reference implementation in NumPy and Numba.")
@@ -308,7 +324,7 @@ def build_parser():
     ev.add_argument("--video", metavar="FILE.mp4", default=None, help="also record the episodes (imageio)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.set_defaults(run=_evaluate)
-    rep = sub.add_parser("report", help="results table (mean ± sample std and a 95% bootstrap CI over seeds) and "
+    rep = sub.add_parser("report", help="results table (mean ± sample std and a 95%% bootstrap CI over seeds) and "
                          "learning curves from finished "
                          "fine-tuning runs (writes OUT/results.md, results.json, curves.png)")
     rep.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by gde-ref finetune")
@@ -316,7 +332,12 @@ def build_parser():
     rep.add_argument("--x", default="env_step", choices=("env_step", "exploration_steps"),
                      help="the curves' axis: every env step (default) or exploration steps only (GDE's budget "
                      "without its evaluation stages)")
+    rep.add_argument("--json", action="store_true", help="print results.json (per dataset and across them)")
     rep.set_defaults(run=_report)
+    swp = sub.add_parser("sweep", help="datasets x algos x seeds (x backbones, x a grid of settings): the offline agents, "
+                         "then the fine-tunes, in predictable directories; run again, it does only what is missing")
+    sweep_arguments(swp)
+    swp.set_defaults(run=_sweep)
     return parser
 
 
