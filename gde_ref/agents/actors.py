@@ -130,10 +130,9 @@ def exploration_step(explore, teacher, critics, obs, hyper):
     The action inside Q is pi_b's mean action tanh(net(s)) (deterministic, as in TD3); gradients reach it
     through the critics' input gradients, taken from whichever twin is smaller for each sample. With rho = 0
     (and the actor as its own 'teacher') it is TD3's deterministic policy-gradient step. Returns the loss.
-    SQUASHED actors (CQL) take ``squashed_exploration_step``.
+    For GAUSSIAN and FIXED_STD actors; SQUASHED ones (CQL) take ``squashed_exploration_step``
+    (``exploration_kernel`` picks the one for an actor).
     """
-    if hyper.spec.kind == SQUASHED:
-        return squashed_exploration_step(explore, teacher, critics, obs, hyper)
     n = obs.shape[0]
     mean_b, log_std_b, mask_b = gaussian_actor(explore, obs, hyper.spec)
     mean_t, log_std_t, _ = gaussian_actor(teacher, obs, hyper.spec)
@@ -248,6 +247,12 @@ def squashed_exploration_step(explore, teacher, critics, obs, hyper):
     squashed_backward(explore, obs, raw_b, d_mu, d_log_std, hyper.spec)
     net_adam(explore, hyper.lr)
     return loss
+
+
+def exploration_kernel(spec):
+    """Eq. 5's step for an actor of this ``ActorSpec``: ``exploration_step``, or ``squashed_exploration_step``
+    for SQUASHED actors (chosen here, in Python, so that each compiles only what its actors use)."""
+    return squashed_exploration_step if spec.kind == SQUASHED else exploration_step
 
 
 @kernel

@@ -264,5 +264,5 @@ def run_sweep(spec, out=None, executor="local", workers=None, address=None, slur
             + (f" (its {waiting} fine-tune(s) were not run)" if waiting else ""))
     log(f"sweep {out}: {len(jobs) - len(left)} of {len(jobs)} jobs done, {len(failed)} failed"
         + (f"; {len(left) - len(failed)} left: run the same command again to continue" if left else "")
-        + f"; sweep.json written")
+        + "; sweep.json written")
     return {"jobs": jobs, "ran": ran, "failed": failed, "stopped": stopped}

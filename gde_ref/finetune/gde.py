@@ -22,7 +22,7 @@ This module holds, in that order:
 """
 import numpy as np
 
-from gde_ref.agents.actors import ExploreHyper, PolicyActions, exploration_step
+from gde_ref.agents.actors import ExploreHyper, PolicyActions, exploration_kernel
 from gde_ref.config import GDEConfig
 from gde_ref.data.batch import Batch
 from gde_ref.nn.bundle import frozen_net, trained_net
@@ -45,6 +45,7 @@ class GDELearner:
         self.explore_adam = backbone.adam["actor"].copy()   # pi_b's optimiser continues the actor's
         self.teacher_params = backbone.actor.params.copy()
         self.stat_names = backbone.STAT_NAMES + ("explore_loss",)
+        self.exploration_step = exploration_kernel(backbone.spec)   # Eq. 5 for this backbone's actor
         self._policies = {}
 
     def policies(self, batch_size):
@@ -66,7 +67,7 @@ class GDELearner:
         stats = np.zeros(len(self.stat_names))
         bb.step(batch, stats, actor_lr)                                                   # critics, pi_e
         explore, teacher = self.policies(n)
-        stats[-1] = exploration_step(explore, teacher, bb.critics(n), batch.obs,           # Eq. 5
+        stats[-1] = self.exploration_step(explore, teacher, bb.critics(n), batch.obs,      # Eq. 5
                                      ExploreHyper(kl_weight, self.config.exploration_lr, bb.spec))
         return dict(zip(self.stat_names, stats.tolist()))
 
