@@ -199,8 +199,8 @@ def _sweep(args):
     from gde_ref.experiments.sweep_exec import run_sweep
     spec = load_spec(args.spec, datasets=args.datasets, algos=args.algos, seeds=args.seeds, backbones=args.backbones,
                      preset=args.preset, pretrain_steps=args.pretrain_steps, out=args.out)
-    if args.dry_run:
-        print(format_plan(spec, plan(spec), args.workers), end="")
+    if args.dry_run:   # a plan is printable anywhere, e.g. for a cluster, without the datasets here
+        print(format_plan(spec, plan(spec, check_data=False), args.workers), end="")
         return 0
     result = run_sweep(spec, executor=args.executor, workers=args.workers, address=args.address, command=" ".join(
         ["gde-ref"] + sys.argv[1:]), slurm={"partition": args.partition, "time_min": args.time_min,
