@@ -2,7 +2,7 @@
 # Table 3 (GDE on other backbones), laptop preset, seeds 0-2, resumable:
 #   bash figures/table3_backbones/run_all.sh RUNS_DIR [BACKBONES] [DATASETS]    (start it twice for two workers)
 # defaults: BACKBONES="td3bc", DATASETS="hopper-medium walker2d-medium". Jobs, in order: the datasets, the
-# offline agents (gde-ref pretrain --backbone B), then per seed the offline / naive / gde fine-tunes from them.
+# offline agents (gde-ref pretrain --backbone B) of a dataset, then its offline / naive / gde fine-tunes, dataset by dataset.
 # A worker takes the next job that is neither finished nor held by another worker (a lock directory),
 # resumes it from its checkpoint if it has one, and runs it with one BLAS thread. After a crash: rm -r RUNS/locks.
 set -u
@@ -20,10 +20,11 @@ for d in $datasets; do    # a dataset is made once (15 s from the shipped behavi
     release "data-$d"
   fi
 done
-jobs=""
-for b in $backbones; do for d in $datasets; do for s in 0 1 2; do jobs="$jobs pre:$b:$d:$s"; done; done; done
-for b in $backbones; do for d in $datasets; do for s in 0 1 2; do for a in offline naive gde; do
-  jobs="$jobs ft:$b:$d:$s:$a"; done; done; done; done
+jobs=""    # dataset by dataset: its offline agents, then its fine-tunes (the first dataset's results come first)
+for d in $datasets; do for b in $backbones; do
+  for s in 0 1 2; do jobs="$jobs pre:$b:$d:$s"; done
+  for s in 0 1 2; do for a in offline naive gde; do jobs="$jobs ft:$b:$d:$s:$a"; done; done
+done; done
 for job in $jobs; do
   IFS=: read -r kind b d s a <<< "$job"
   agent_dir="$runs/pretrained/$d-$b-laptop-seed$s"
