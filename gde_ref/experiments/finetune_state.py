@@ -5,18 +5,11 @@ and a resumed run ends bit-identical to one that was never interrupted."""
 import numpy as np
 
 from gde_ref.checkpoint import load_npz, save_npz
+from gde_ref.experiments.pretrain import split_arrays
 
 CHECKPOINT_FORMAT = "gde_ref/finetune-checkpoint-v3"
 LOOP_STATE_FIELDS = ("env_step", "stage_steps", "updates", "next_stage", "n_stages", "next_report", "n_reports",
                      "next_checkpoint", "stats", "rows")
-
-
-def split_state(learner):
-    """(arrays, scalars) of ``learner.state()``: the arrays go to the .npz, the scalars to its metadata."""
-    arrays, scalars = {}, {}
-    for name, value in learner.state().items():
-        (arrays if isinstance(value, np.ndarray) else scalars)[name] = value
-    return arrays, scalars
 
 
 def load_learner(learner, arrays, scalars):
@@ -61,7 +54,7 @@ def save_checkpoint(path, task, state, learner, buffer, rng, env, eval_env, setu
     """RUN/checkpoint.npz, atomically: the learner (``learner_arrays``, ``learner_scalars``), the buffer
     (``state_dict``), the loop's position and log rows, the rng state, both envs' states, and what is
     needed to rebuild the learner (normaliser, reward scale, backbone and its config)."""
-    learner_arrays, learner_scalars = split_state(learner)
+    learner_arrays, learner_scalars = split_arrays(learner.state())   # arrays to the .npz, scalars to its metadata
     arrays = {f"learner/{k}": v for k, v in learner_arrays.items()}
     arrays.update({f"buffer/{k}": v for k, v in buffer.state_dict().items()})
     env_arrays, env_info = {}, {}
