@@ -1,4 +1,4 @@
-"""The Gaussian actor and its steps, shared by every backbone and by GDE's exploration policy.
+"""The actors and their steps, shared by every backbone and by GDE's exploration policy.
 
 An actor is an MLP whose outputs f(s) give the mean action tanh(f(s)); an ``ActorSpec`` record says what
 distribution it stands for:
@@ -8,7 +8,9 @@ distribution it stands for:
     FIXED_STD   a deterministic actor a = tanh(f(s)) read as N(tanh(f(s)), fixed_std^2) (TD3+BC): acting
                 adds N(0, fixed_std^2) noise, and a KL between two such actors is a scaled squared distance,
                 KL(N(m_t, s^2) || N(m_b, s^2)) = |m_t - m_b|^2 / (2 s^2)
-    SQUASHED    SAC's tanh(N(mu(s), sigma(s)^2)), outputs [mu | raw log-std] (acting only)
+    SQUASHED    SAC's tanh(N(mu(s), sigma(s)^2)), outputs [mu | raw log-std] squashed into [log_std_min,
+                log_std_max] (SAC, CQL); a KL between two is the KL of their pre-tanh Gaussians (exact: tanh is
+                a bijection), each sample with its own std
 
 Steps (one Adam step each, returning the loss):
 
@@ -16,8 +18,11 @@ Steps (one Adam step each, returning the loss):
     guided_awr_step(actor, teacher, obs, ..., kl_weight)    Eq. 4 + rho KL(pi_t || pi_e) (GDE w/o explore)
     exploration_step(explore, teacher, critics, obs, hyper) Eq. 5: -min(Q1, Q2)(s, pi_b(s)) + rho KL(pi_t || pi_b);
                                                             with rho = 0 the deterministic policy gradient (TD3)
+    squashed_exploration_step(...)                          Eq. 5 for SQUASHED actors (Q at tanh(mu_b(s)))
 
-and ``policy_action``, the one single-observation action kernel of every continuous actor.
+``exploration_kernel(spec)`` picks Eq. 5's step for an actor; the squashed Gaussian's pieces
+(``squashed_gaussian_policy``, its backward, ``squashed_kl``) serve SAC and CQL too; ``policy_action`` is the one
+single-observation action kernel of every continuous actor.
 """
 from collections import namedtuple
 
