@@ -10,9 +10,11 @@ CQL is SAC with a penalty on the critics. One update step, ``cql_update(batch, n
    ``losses.baselines.cql_sampled_penalty``); then the targets' Polyak average;
 2. SAC's actor step (``sac.actor_step``) and temperature step (``sac.temperature_step``).
 
-Settings: the paper's alpha_cql = 5.0 (B.3), otherwise JaxCQL's defaults (``config.CQLConfig``). The steps run in
-our SAC's order (critics, then the actor on the updated critics) where the official code takes all gradients at
-the same parameters. The actor is SAC's squashed Gaussian (``agents.actors``, SQUASHED): GDE's Eq. 5 on it
+Settings: the paper's alpha_cql = 5.0 (B.3), otherwise JaxCQL's defaults (``config.CQLConfig``). Deviations, all
+from reusing our SAC: the steps run in its order (critics, then the actor on the updated critics) where the
+official code takes all gradients at the same parameters; the temperature loss is SAC's -alpha (log pi + H)
+(JaxCQL: log alpha in place of alpha); the log-std is SAC's smooth bound into [-5, 2] (JaxCQL: a scale and offset,
+then a clip). None of them touches the penalty. The actor is SAC's squashed Gaussian (``agents.actors``, SQUASHED): GDE's Eq. 5 on it
 uses the deterministic action tanh(mu(s)) and the KL between the pre-tanh Gaussians (``squashed_kl``).
 One critic step evaluates each twin on B (1 + 3M) state-action pairs (M = 10: 31 B), which makes CQL about an
 order of magnitude slower per update than IQL on a CPU.
