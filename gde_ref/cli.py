@@ -125,7 +125,10 @@ def _evaluate(args):
 def _report(args):
     from gde_ref.experiments.report import report
     table = report(args.runs, args.out, x=args.x)
-    print(open(os.path.join(args.out, "results.json")).read() if args.json else table, end="")
+    if args.json:
+        with open(os.path.join(args.out, "results.json")) as f:
+            table = f.read()
+    print(table, end="")
     return 0
 
 
