@@ -24,7 +24,6 @@ from gde_ref.agents.backbones import backbone_config, make_backbone
 from gde_ref.experiments import rundir
 from gde_ref.checkpoint import write_json, write_text
 from gde_ref.config import GDEConfig
-from gde_ref.data.buffer import ReplayBuffer
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.envs.make import make_env, normalized_score, parse_dataset_name
 from gde_ref.experiments import pretrain as pretrain_recipe
@@ -215,6 +214,7 @@ def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline
     ckpt_path = os.path.join(out, "checkpoint.npz")
     if saved is not None:   # resume
         settings = saved
+        gde_config = dataclasses.replace(gde_config, buffer_size=saved["buffer_size"])
         arrays, meta = read_checkpoint(ckpt_path, task)
         agent = make_backbone(meta["backbone"], meta["obs_dim"], meta["act_dim"],
                               backbone_config(meta["backbone"], meta["backbone_config"]))
@@ -236,11 +236,15 @@ def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline
                         else "fresh: the offline agent has no saved Adam states"),
                     "stage_share": loop_config.stage_share, "backbone_config": dataclasses.asdict(agent.config)}
         write_json(os.path.join(out, "config.json"), settings)
-    learner = make_learner(algo, agent, normalizer, reward_scale, gde_config, settings["action_temperature"], seed=seed)
+    offline = None
+    if algo_row(algo).offline_data:
+        from gde_ref.data.datasets import load_dataset
+        offline = load_dataset(dataset)
+    buffer = make_buffer(algo, agent.obs_dim, agent.act_dim, gde_config, agent.config.discount, offline, agent)
+    learner = make_learner(algo, agent, normalizer, reward_scale, gde_config, settings["action_temperature"], seed=seed,
+                           offline=offline, buffer=buffer)
     env, eval_env, report_env = make_env(task), make_env(task), make_env(task)
     if saved is not None:
-        buffer = ReplayBuffer(arrays["buffer/obs"].shape[0], agent.obs_dim, agent.act_dim, meta["buffer_n_step"],
-                              meta["buffer_discount"])
         buffer.load_state_dict({k[len("buffer/"):]: v for k, v in arrays.items() if k.startswith("buffer/")})
         load_learner(learner, arrays, meta["learner"])
         for name, e, s in (("env", env, seed), ("eval_env", eval_env, seed + 1)):
@@ -251,11 +255,6 @@ def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline
         if progress is not None:
             progress.update(state.env_step)
     else:
-        offline = None
-        if algo_row(algo).offline_data:
-            from gde_ref.data.datasets import load_dataset
-            offline = load_dataset(dataset)
-        buffer = make_buffer(algo, agent.obs_dim, agent.act_dim, gde_config, agent.config.discount, offline)
         rng, state = np.random.default_rng(seed), None
         eval_env.reset(seed=seed + 1)   # seeded even if no stage ever uses it: a checkpoint saves its state
     setup = {"agent": agent, "normalizer": normalizer, "reward_scale": reward_scale,

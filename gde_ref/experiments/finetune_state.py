@@ -9,7 +9,7 @@ from gde_ref.experiments.pretrain import split_arrays
 
 CHECKPOINT_FORMAT = "gde_ref/finetune-checkpoint-v3"
 LOOP_STATE_FIELDS = ("env_step", "stage_steps", "updates", "next_stage", "n_stages", "next_report", "n_reports",
-                     "next_checkpoint", "stats", "rows")
+                     "next_checkpoint", "episode_return", "episode_steps", "stats", "rows")
 
 
 def load_learner(learner, arrays, scalars):

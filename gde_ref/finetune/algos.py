@@ -10,53 +10,80 @@ gets, which run GDE's evaluation stage, which settings each reads; ``make_learne
     gde             Algorithm 1 (``finetune.gde.GDEFinetuner``)
     gde-no-exploit, gde-no-explore, gde-no-teacher    the ablations of Table 4 (Section 5.5)
 
-The rows are in the report's order. Adding an algorithm is one row here and its learner class.
+The rows are in the report's order. Adding an algorithm is one row here and its learner class: a row names
+how to build the learner and its buffer from one ``FinetuneContext`` (``finetune.context``).
 """
 from collections import namedtuple
 
-import numpy as np
-
 from gde_ref.config import GDEConfig
 from gde_ref.data.buffer import ReplayBuffer
+from gde_ref.data.mixed import offline_replay
+from gde_ref.finetune.context import FinetuneContext
 from gde_ref.finetune.gde import GDEFinetuner, GDELearner
 from gde_ref.finetune.variants import NaiveFinetuner, OfflineEvaluation, ReFinetuner, RNDFinetuner
 
-Algo = namedtuple("Algo", ["build", "offline_data", "stages", "reads", "backbones"])
-Algo.__doc__ = """One fine-tuning algorithm: build(agent, normalizer, reward_scale, config, action_temperature,
-rnd_weight, seed) -> its learner; offline_data: its buffer starts with the offline transitions; stages: it runs
-GDE's evaluation stage by default; reads: the optional settings it uses (others given to it are refused);
-backbones: the backbones it applies to (None: all)."""
+Algo = namedtuple("Algo", ["build", "buffer", "offline_data", "stages", "reads", "backbones"])
+Algo.__doc__ = """One fine-tuning algorithm. build(ctx) -> its loop learner and buffer(ctx) -> its replay buffer, ctx
+a ``finetune.context.FinetuneContext`` (``ctx.buffer`` is set when build is called); offline_data: it reads
+the offline dataset (``ctx.offline``, loaded for it); stages: it runs GDE's evaluation stage by default;
+reads: the optional settings it uses (others given to it are refused); backbones: the backbones it applies
+to (None: all)."""
+
+
+def need_offline(ctx, why):
+    """Refuse a context without the offline dataset, saying why the method needs it."""
+    if ctx.offline is None:
+        raise ValueError(f"this algo {why}: pass the offline dataset (offline=...)")
+
+
+def online_buffer(ctx):
+    """Online samples only: ``config.buffer_size`` transitions, n-step returns with n = ``config.n_step``."""
+    return ReplayBuffer(ctx.config.buffer_size, ctx.agent.obs_dim, ctx.agent.act_dim, ctx.config.n_step,
+                        ctx.agent.config.discount)
+
+
+def offline_and_online_buffer(ctx):
+    """Every offline transition first, then the online ones, sampled uniformly over the union (IQL's own
+    fine-tuning). Stored raw (unnormalised, unscaled) like the online ones, with discount gamma (1 - terminal);
+    the capacity is len(offline) + buffer_size so that online samples never overwrite them."""
+    need_offline(ctx, "keeps the offline data in its buffer")
+    if ctx.config.n_step != 1:
+        raise ValueError(f"this algo mixes one-step offline transitions into its buffer: use n_step=1, "
+                         f"got {ctx.config.n_step}")
+    return offline_replay(ctx.offline, ctx.agent.obs_dim, ctx.agent.act_dim, ctx.agent.config.discount,
+                          extra=ctx.config.buffer_size)
 
 
 def _gde(exploit=True, explore=True, teacher=True):
-    def build(agent, normalizer, reward_scale, config, action_temperature, rnd_weight, seed):
-        if action_temperature != 1.0:
+    def build(ctx):
+        if ctx.action_temperature != 1.0:
             raise ValueError("action_temperature applies to the naive variants (Fig. 2d), not to GDE")
-        return GDEFinetuner(GDELearner(agent, config), normalizer, reward_scale, config, exploit=exploit,
-                            explore=explore, teacher=teacher)
+        return GDEFinetuner(GDELearner(ctx.agent, ctx.config), ctx.normalizer, ctx.reward_scale, ctx.config,
+                            exploit=exploit, explore=explore, teacher=teacher)
     return build
 
 
 def _simple(kind):
-    return lambda agent, normalizer, reward_scale, config, t, rnd_weight, seed: kind(agent, normalizer, reward_scale, t)
+    return lambda ctx: kind(ctx.agent, ctx.normalizer, ctx.reward_scale, ctx.action_temperature)
 
 
-def _rnd(agent, normalizer, reward_scale, config, action_temperature, rnd_weight, seed):
-    return RNDFinetuner(agent, normalizer, reward_scale, action_temperature, rnd_weight, seed)
+def _rnd(ctx):
+    return RNDFinetuner(ctx.agent, ctx.normalizer, ctx.reward_scale, ctx.action_temperature, ctx.rnd_weight, ctx.seed)
 
 
 TEMPERATURE = ("action_temperature",)
+ON, BOTH = online_buffer, offline_and_online_buffer
 ALGO_TABLE = {
-    "offline": Algo(_simple(OfflineEvaluation), False, False, (), None),
-    "iql": Algo(_simple(NaiveFinetuner), True, False, TEMPERATURE, ("iql",)),
-    "oniql": Algo(_simple(NaiveFinetuner), False, False, TEMPERATURE, ("iql",)),
-    "naive": Algo(_simple(NaiveFinetuner), False, False, TEMPERATURE, None),
-    "reiql": Algo(_simple(ReFinetuner), False, False, TEMPERATURE, ("iql",)),
-    "rnd": Algo(_rnd, False, False, TEMPERATURE, None),
-    "gde": Algo(_gde(), False, True, ("kl_weight",), None),
-    "gde-no-exploit": Algo(_gde(exploit=False), False, True, ("kl_weight",), None),
-    "gde-no-explore": Algo(_gde(explore=False), False, True, ("kl_weight",), None),
-    "gde-no-teacher": Algo(_gde(teacher=False), False, True, (), None),
+    "offline": Algo(_simple(OfflineEvaluation), ON, False, False, (), None),
+    "iql": Algo(_simple(NaiveFinetuner), BOTH, True, False, TEMPERATURE, ("iql",)),
+    "oniql": Algo(_simple(NaiveFinetuner), ON, False, False, TEMPERATURE, ("iql",)),
+    "naive": Algo(_simple(NaiveFinetuner), ON, False, False, TEMPERATURE, None),
+    "reiql": Algo(_simple(ReFinetuner), ON, False, False, TEMPERATURE, ("iql",)),
+    "rnd": Algo(_rnd, ON, False, False, TEMPERATURE, None),
+    "gde": Algo(_gde(), ON, False, True, ("kl_weight",), None),
+    "gde-no-exploit": Algo(_gde(exploit=False), ON, False, True, ("kl_weight",), None),
+    "gde-no-explore": Algo(_gde(explore=False), ON, False, True, ("kl_weight",), None),
+    "gde-no-teacher": Algo(_gde(teacher=False), ON, False, True, (), None),
 }
 ALGOS = tuple(ALGO_TABLE)
 STAGE_ALGOS = tuple(a for a, row in ALGO_TABLE.items() if row.stages)
@@ -73,37 +100,39 @@ def algo_row(algo, backbone=None):
     return row
 
 
-def make_learner(algo, agent, normalizer, reward_scale, config=None, action_temperature=1.0, rnd_weight=0.1, seed=0):
+def _context(algo, agent, normalizer, reward_scale, config, action_temperature, rnd_weight, seed, offline, buffer):
+    row = algo_row(algo, getattr(agent, "name", None))
+    return row, FinetuneContext(agent, normalizer, reward_scale, config or GDEConfig(), action_temperature, rnd_weight,
+                                seed, offline, buffer)
+
+
+def make_learner(algo, agent, normalizer, reward_scale, config=None, action_temperature=1.0, rnd_weight=0.1, seed=0,
+                 offline=None, buffer=None):
     """The loop learner of ``algo`` (a row of ``ALGO_TABLE``) around an offline backbone ``agent`` (updated in place).
 
     normalizer, reward_scale: the offline data's (``load_offline``'s normaliser and meta["reward_scale"]);
     config: GDEConfig (rho_0, exploration learning rate); action_temperature: Fig. 2d's t for the naive
-    variants; rnd_weight, seed: the RND bonus's weight and its networks' seed.
+    variants; rnd_weight, seed: the RND bonus's weight and the seed of the networks a method creates;
+    offline: the raw dataset (required by the rows with ``offline_data``); buffer: the run's buffer
+    (``make_buffer``'s), for the methods that read it.
     """
-    row = algo_row(algo, getattr(agent, "name", None))
-    return row.build(agent, normalizer, reward_scale, config or GDEConfig(), action_temperature, rnd_weight, seed)
+    row, ctx = _context(algo, agent, normalizer, reward_scale, config, action_temperature, rnd_weight, seed, offline,
+                        buffer)
+    return row.build(ctx)
 
 
-def make_buffer(algo, obs_dim, act_dim, config=None, discount=0.99, offline=None):
-    """The replay buffer of ``algo``: online samples only (``config.buffer_size``, n-step ``config.n_step``),
-    or, for the rows with ``offline_data``, first every offline transition.
+def make_buffer(algo, obs_dim, act_dim, config=None, discount=0.99, offline=None, agent=None):
+    """The replay buffer of ``algo`` (its row's ``buffer``): online samples only (``config.buffer_size``,
+    n-step ``config.n_step``), or, for ``iql``, first every offline transition, or a method's own.
 
     offline: the raw dataset (``data.datasets.OfflineDataset``: observations, actions, rewards,
-    next_observations, terminals), required by those rows and never read by the others. Its transitions are
-    stored raw (unnormalised, unscaled), like the online ones, with discount gamma (1 - terminal); the
-    capacity is len(offline) + buffer_size so that online samples never overwrite them.
+    next_observations, terminals), required by the rows with ``offline_data`` and never read by the others.
+    agent: the offline agent, for the buffers that read it (None: a stand-in with these sizes and discount).
     """
-    row = algo_row(algo)
-    config = config or GDEConfig()
-    if not row.offline_data:
-        return ReplayBuffer(config.buffer_size, obs_dim, act_dim, config.n_step, discount)
-    if offline is None:
-        raise ValueError(f"algo {algo!r} keeps the offline data in its buffer: pass the dataset (offline=...)")
-    if config.n_step != 1:
-        raise ValueError(f"algo {algo!r} mixes one-step offline transitions into its buffer: use n_step=1, "
-                         f"got {config.n_step}")
-    n = len(offline.rewards)
-    buffer = ReplayBuffer(n + config.buffer_size, obs_dim, act_dim, 1, discount)
-    discounts = (discount * (1.0 - np.asarray(offline.terminals, np.float32))).astype(np.float32)
-    buffer.add_batch(offline.observations, offline.actions, offline.rewards, offline.next_observations, discounts)
-    return buffer
+    stand_in = _Sizes(obs_dim, act_dim, _Discount(discount))
+    row, ctx = _context(algo, agent or stand_in, None, 1.0, config, 1.0, 0.1, 0, offline, None)
+    return row.buffer(ctx)
+
+
+_Discount = namedtuple("_Discount", ["discount"])
+_Sizes = namedtuple("_Sizes", ["obs_dim", "act_dim", "config"])

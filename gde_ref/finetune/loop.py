@@ -33,6 +33,10 @@ A learner provides:
     exploit_action(obs) -> action           the evaluated policy (GDE: the exploitation policy)
     update(batch, progress) -> dict         one update; progress = env_step / total_steps in [0, 1]
     after_evaluation(score, env_step) -> dict   after a stage: extra log fields (may be empty)
+and, optionally (the loop calls it only where a learner has it):
+    end_episode(episode_return, episode_steps)  after an exploration episode ends (terminated or truncated):
+                                            its undiscounted return and length (JSRL's curriculum, a
+                                            learner that acts on the episode's step count or last action)
 
 Resuming: the loop's own position is a ``LoopState``. ``run_online(..., state=s)`` continues from ``s``
 (the caller restores the envs, learner, buffer and rng as they were when ``s`` was saved), and
@@ -95,6 +99,8 @@ class LoopState:
     next_report: int = 0            # the next reporting evaluation is at the first loop top with env_step >= this
     n_reports: int = 0              # reporting evaluations done
     next_checkpoint: int = 0        # on_checkpoint is called at the first loop top with env_step >= this
+    episode_return: float = 0.0     # the running exploration episode's return so far
+    episode_steps: int = 0          # and its steps so far
     stats: dict = field(default_factory=dict)   # the last update's statistics (logged with the next row)
     rows: list = field(default_factory=list)    # the log rows so far
 
@@ -228,6 +234,12 @@ def run_online(env, eval_env, learner, buffer, config, rng, seed=0, on_step=None
         buffer.add(s.obs, action, reward, next_obs, terminated, truncated, stream=EXPLORE)
         if on_step is not None:
             on_step("explore", s.obs, action, reward, next_obs, info)
+        s.episode_return += float(reward)
+        s.episode_steps += 1
+        if terminated or truncated:
+            if hasattr(learner, "end_episode"):
+                learner.end_episode(s.episode_return, s.episode_steps)
+            s.episode_return, s.episode_steps = 0.0, 0
         s.obs = next_obs if not (terminated or truncated) else env.reset()[0]
         s.env_step += 1
         if progress is not None:
