@@ -258,7 +258,7 @@ def build_parser():
                       help="processes for the fine-tuning runs (default: 2, or 1 on a 1-CPU machine)")
     maze.add_argument("--json", action="store_true", help="print the results as JSON (no progress bar)")
     maze.set_defaults(run=_maze)
-    pre = sub.add_parser("pretrain", help="train a backbone (IQL, TD3+BC) offline on a dataset (writes "
+    pre = sub.add_parser("pretrain", help="train a backbone (--backbone) offline on a dataset (writes "
                          "DIR/offline.npz, summary.json)")
     pre.add_argument("--backbone", default="iql", choices=tuple(BACKBONES), help="the offline RL algorithm (default iql)")
     pre.add_argument("--dataset", required=True, help="a dataset name (hopper-medium) or any local Minari id")
@@ -280,7 +280,8 @@ def build_parser():
                      help="the offline agent's algorithm (default iql; --from's agent must be one)")
     fin.add_argument("--dataset", default=None, help="a dataset name, e.g. hopper-medium (with --resume: the run's)")
     fin.add_argument("--algo", default=None, choices=ALGOS, metavar="ALGO",
-                     help=f"gde (default), or one of {', '.join(ALGOS)} (oniql, iql, reiql: IQL backbone only)")
+                     help=f"gde (default), or one of {', '.join(ALGOS)} (oniql, iql, reiql: IQL backbone only; "
+                     "awac: AWAC backbone only)")
     fin.add_argument("--steps", type=int, default=None, help="online env steps, evaluation stages included "
                      "(default: the preset's)")
     fin.add_argument("--preset", default=None, choices=("quick", "laptop", "paper"),

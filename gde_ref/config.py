@@ -3,6 +3,7 @@
 Each field names its paper symbol. Locomotion values are the defaults; ``for_antmaze()`` gives the
 sparse-reward settings of Table 7.
 """
+import math
 from dataclasses import dataclass, replace
 
 
@@ -75,6 +76,55 @@ class CQLConfig:
             raise ValueError(f"cql_alpha must be >= 0 and n_actions >= 1, got {self.cql_alpha}, {self.n_actions}")
         if not self.log_std_min < self.log_std_max or not self.initial_alpha > 0:
             raise ValueError("need log_std_min < log_std_max and initial_alpha > 0")
+
+
+@dataclass(frozen=True)
+class AWACConfig:
+    """AWAC (Nair et al., 2020), the AWAC column of the paper's Table 2, with the official code's settings
+    (rail-berkeley/rlkit, examples/awac/mujoco/awac1.py): the actor's advantage weights are a softmax over
+    the batch at temperature beta, the critics' backup has no entropy term. Where it differs: 2 x 256 networks
+    (rlkit's policy is 4 x 256), one batch size for both phases (rlkit: 128 offline, 1024 online), the
+    log-std clipped to [-6, 0] (rlkit squashes it into that range with a sigmoid)."""
+
+    beta: float = 2.0               # temperature of the batch softmax softmax_i(A_i / beta) (rlkit's mujoco
+                                    #   sweep; its trainer default is 1, the AWAC paper's lambda)
+    discount: float = 0.99          # gamma
+    polyak: float = 0.005           # target-critic averaging rate, every step
+    critic_lr: float = 3e-4         # Adam learning rate of Q1, Q2
+    actor_lr: float = 3e-4          # Adam learning rate of the actor(s), constant
+    policy_weight_decay: float = 1e-4   # L2 coefficient added to the actor's gradient (torch Adam weight_decay)
+    hidden: tuple = (256, 256)
+    batch_size: int = 256
+    log_std_min: float = -6.0       # the actor's state-independent log-std is clipped to
+    log_std_max: float = 0.0        #   [log_std_min, log_std_max] (rlkit's range)
+
+    def __post_init__(self):
+        if not self.beta > 0 or self.policy_weight_decay < 0:
+            raise ValueError(f"beta must be > 0 and policy_weight_decay >= 0, got {self.beta}, "
+                             f"{self.policy_weight_decay}")
+        if not self.log_std_min < self.log_std_max or self.batch_size < 1:
+            raise ValueError(f"need log_std_min < log_std_max and batch_size >= 1, got {self.log_std_min}, "
+                             f"{self.log_std_max}, {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class CalQLConfig(CQLConfig):
+    """Cal-QL (Nakamoto et al., 2023), the calibrated CQL of the paper's Appendix C.2 (Fig. 10): CQL's settings,
+    the policy-sampled Q-values of the penalty bounded below by the Monte-Carlo return-to-go. The official
+    antmaze recipe also turns on CQL's Lagrange form (gap 0.8), a 4-layer Q, policy lr 1e-4 and the max
+    target backup; our CQL backbone has none of these, so they are not settings here."""
+
+    failure_reward: float | None = None   # r_neg of the sparse-failure rule, raw reward units (None: no rule)
+    mixing_ratio: float = 0.5             # offline share of an online batch (run_antmaze.sh: 0.5)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.mixing_ratio <= 1.0:
+            raise ValueError(f"mixing_ratio must be in [0, 1], got {self.mixing_ratio}")
+        if self.failure_reward is not None and not math.isfinite(self.failure_reward):
+            raise ValueError(f"failure_reward must be a finite reward or None, got {self.failure_reward}")
+        if not 0.0 <= self.discount < 1.0:
+            raise ValueError(f"Cal-QL's returns-to-go need a discount in [0, 1), got {self.discount}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from gde_ref.finetune.gde import AgentInputs, GDEFinetuner, GDELearner
 from gde_ref.finetune.loop import LoopConfig, run_online
 from gde_ref.agents.td3bc import TD3BCAgent
 from gde_ref.config import TD3BCConfig
-from gde_ref.finetune.algos import ALGOS, make_buffer, make_learner
+from gde_ref.finetune.algos import ALGOS, make_buffer, make_learner, runs_on
 
 OBS, ACT, B = 11, 3, 32  # Hopper-v5
 SMALL = IQLConfig(hidden=(32, 32), batch_size=B)
@@ -173,7 +173,8 @@ def fake_offline(n=50):
     from types import SimpleNamespace
     return SimpleNamespace(observations=np.full((n, OBS), 1e6, np.float32), actions=np.zeros((n, ACT), np.float32),
                            rewards=np.ones(n, np.float32), next_observations=np.full((n, OBS), 1e6, np.float32),
-                           terminals=np.arange(n) % 10 == 9)
+                           terminals=np.arange(n) % 10 == 9, timeouts=np.zeros(n, bool), source="fake",
+                           episode_returns=np.full(n // 10, 10.0), episode_lengths=np.full(n // 10, 10))
 
 
 def test_online_only_buffers_never_hold_offline_transitions_but_iql_keeps_them():
@@ -215,16 +216,20 @@ def test_end_to_end_gde_on_hopper_with_n_step_3():
     assert np.isclose(stored, 0.99 ** 3).any(), "3-step transitions were stored"
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", [a for a in ALGOS if runs_on(a, "iql")])
 def test_every_algo_runs_in_the_loop(algo):
+    """Every algo defined on IQL (those of other backbones: their own test files) through a short loop with
+    evaluation stages."""
     cfg = GDEConfig(buffer_size=500)
-    buffer = make_buffer(algo, OBS, ACT, cfg, offline=fake_offline())
-    rows = run(make_learner(algo, agent(), identity(), 1.0, cfg), buffer, total=150, period=60, steps=20)
+    offline = fake_offline()
+    buffer = make_buffer(algo, OBS, ACT, cfg, offline=offline)
+    rows = run(make_learner(algo, agent(), identity(), 1.0, cfg, offline=offline, buffer=buffer), buffer, total=150,
+               period=60, steps=20)
     assert [r["env_step"] for r in rows] == [20, 80, 140] and {"teacher_score", "kl_weight"} <= set(rows[-1])
 
 
 def test_bad_input_gives_a_clear_error():
-    with pytest.raises(ValueError, match=r"unknown algo 'sac'.*valid algos: offline, iql, oniql, naive"):
+    with pytest.raises(ValueError, match=r"unknown algo 'sac'.*valid algos: offline, iql, oniql, naive, reiql"):
         make_learner("sac", agent(), identity(), 1.0)
     with pytest.raises(ValueError, match=r"'oniql' is defined on the iql backbone, not 'td3bc'.*use 'naive'"):
         make_learner("oniql", TD3BCAgent(OBS, ACT, TD3BCConfig(hidden=(8, 8))), identity(), 1.0)

@@ -121,6 +121,18 @@ def test_plan_shares_agents_names_runs_and_expands_the_grid(tmp_path):
         plan(spec, str(tmp_path), check_data=False)
 
 
+def test_several_backbones_run_each_algo_on_those_it_is_defined_on(tmp_path):
+    """oniql is IQL's, naive any backbone's: oniql runs on iql only; an offline agent is planned per backbone
+    that some algo runs on, and none for a backbone no algo runs on."""
+    spec = load_spec(datasets="hopper-medium", algos="oniql,naive", seeds="0", backbones="iql,td3bc", preset="quick")
+    names = [j["name"] for j in plan(spec, str(tmp_path), check_data=False)]
+    assert names == ["hopper-medium-iql-quick-seed0", "hopper-medium-td3bc-quick-seed0", "hopper-medium/iql/oniql/seed0",
+                     "hopper-medium/iql/naive/seed0", "hopper-medium/td3bc/naive/seed0"]
+    only_iql = load_spec(datasets="hopper-medium", algos="oniql", seeds="0", backbones="iql,td3bc", preset="quick")
+    assert [j["name"] for j in plan(only_iql, str(tmp_path), check_data=False)] == [
+        "hopper-medium-iql-quick-seed0", "hopper-medium/iql/oniql/seed0"]
+
+
 def test_dry_run_prints_the_plan_and_refuses_missing_datasets(datasets, tmp_path, capsys):
     code = main(["sweep", "--datasets", "hopper-medium", "--algos", "gde,oniql", "--seeds", "0-1", "--preset", "quick",
                  "--out", str(tmp_path / "S"), "--dry-run", "--workers", "2"])

@@ -1,5 +1,5 @@
-"""The offline RL backbones GDE runs on (IQL, TD3+BC, CQL), and the contract they keep (paper Section 5.4: GDE "can be combined
-with different offline RL algorithms").
+"""The offline RL backbones GDE runs on (IQL, TD3+BC, CQL, AWAC, Cal-QL), and the contract they keep (paper
+Section 5.4: GDE "can be combined with different offline RL algorithms").
 
 A backbone is a plain class (no base class); GDE, the naive variants, pretraining and resume use only this:
 
@@ -17,17 +17,23 @@ A backbone is a plain class (no base class); GDE, the naive variants, pretrainin
     offline_actor_lr(step, total)  the actor's learning rate during offline pretraining
     act(obs, rng=None)             one action for a normalised observation
     state() / load_state(saved)    every array by name (parameters, targets, Adam m, v, t), by reference
+    uses_mc_returns (optional)     True: its batches are ``data.batch.MCBatch``es (Cal-QL's Monte-Carlo returns-to-go),
+                                   which pretraining (``data.returns_to_go.with_returns_to_go``) and the fine-tuning
+                                   buffers (``data.returns_to_go.MCReplayBuffer``) then supply
 
 ``BACKBONES`` names each with its config class; ``make_backbone`` rebuilds one from a saved config.
 """
 import dataclasses
 
+from gde_ref.agents.awac import AWACAgent
+from gde_ref.agents.calql import CalQLAgent
 from gde_ref.agents.cql import CQLAgent
 from gde_ref.agents.iql import IQLAgent
 from gde_ref.agents.td3bc import TD3BCAgent
-from gde_ref.config import CQLConfig, IQLConfig, TD3BCConfig
+from gde_ref.config import AWACConfig, CalQLConfig, CQLConfig, IQLConfig, TD3BCConfig
 
-BACKBONES = {"iql": (IQLAgent, IQLConfig), "td3bc": (TD3BCAgent, TD3BCConfig), "cql": (CQLAgent, CQLConfig)}
+BACKBONES = {"iql": (IQLAgent, IQLConfig), "td3bc": (TD3BCAgent, TD3BCConfig), "cql": (CQLAgent, CQLConfig),
+             "awac": (AWACAgent, AWACConfig), "calql": (CalQLAgent, CalQLConfig)}
 
 
 def backbone_config(name, saved=None):

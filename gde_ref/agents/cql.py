@@ -82,9 +82,10 @@ def conservative_regression(q_out, y, log_density, cql_alpha, d_q):
 
 
 @kernel
-def cql_critic_step(nets, batch, noise, hyper):
-    """Step 1 (module docstring): one Adam step of each twin. Returns (TD loss, penalty, mean Q1(s, a)), summed
-    over the twins for the losses."""
+def penalty_rows(nets, batch, noise, hyper):
+    """What step 1 regresses: the targets y (B,), the penalty rows' inputs (written into
+    ``nets.penalty_critics.inputs``: B data rows, then per state M uniform, M pi(.|s), M pi(.|s') actions, all
+    at s) and their log-densities (B, 3M). Returns (y, x, log_density)."""
     obs, c, big = batch.obs, nets.critics, nets.penalty_critics
     n, n_obs = obs.shape
     n_act = batch.actions.shape[1]
@@ -110,9 +111,18 @@ def cql_critic_step(nets, batch, noise, hyper):
                 else:
                     x[row, n_obs:] = a_obs[k] if g == 1 else a_next[k]
                     log_density[i, g * m + j] = logp_obs[k] if g == 1 else logp_next[k]
+    return y, x, log_density
+
+
+@kernel
+def cql_critic_step(nets, batch, noise, hyper):
+    """Step 1 (module docstring): one Adam step of each twin. Returns (TD loss, penalty, mean Q1(s, a)), summed
+    over the twins for the losses."""
+    n, big = batch.obs.shape[0], nets.penalty_critics
+    y, x, log_density = penalty_rows(nets, batch, noise, hyper)
     q1_out, q2_out = twin_forward(big, x)
     q_mean = q1_out[:n].mean()
-    d_q1, d_q2 = np.empty((x.shape[0], 1), obs.dtype), np.empty((x.shape[0], 1), obs.dtype)
+    d_q1, d_q2 = np.empty((x.shape[0], 1), y.dtype), np.empty((x.shape[0], 1), y.dtype)
     td1, pen1 = conservative_regression(q1_out, y, log_density, hyper.cql_alpha, d_q1)
     td2, pen2 = conservative_regression(q2_out, y, log_density, hyper.cql_alpha, d_q2)
     twin_descent_step(big, x, d_q1, d_q2, hyper.critic_lr)

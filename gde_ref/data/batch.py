@@ -12,6 +12,11 @@ obs, next_obs (B, obs_dim); actions (B, act_dim) float, or (B,) int for discrete
 rewards (B,); discounts (B,) = gamma^n (1 - terminal) of each (n-step) transition, so that the
 bootstrapped target is rewards + discounts * V(next_obs) for any n."""
 
+MCBatch = namedtuple("MCBatch", Batch._fields + ("mc_returns",))
+MCBatch.__doc__ = """A Batch with each row's Monte-Carlo return-to-go G(s) of its state (B,), for Cal-QL (Nakamoto et
+al., 2023; ``agents.calql``); in the rewards' units (scaled with them), -inf where it is not known yet (no bound).
+Made by ``data.returns_to_go``; the other backbones take plain Batches."""
+
 
 def check_batch_arrays(name, batch, obs_dim, act_dim, dtype=np.float32):
     """Validate a continuous-action Batch for an agent with these dimensions; returns it C-contiguous."""

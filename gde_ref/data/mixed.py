@@ -10,7 +10,6 @@ offline.
 """
 import numpy as np
 
-from gde_ref.data.batch import Batch
 from gde_ref.data.buffer import ReplayBuffer
 
 
@@ -54,10 +53,11 @@ class MixedBuffer:
         return n_off, batch_size - n_off
 
     def sample(self, batch_size, rng):
-        """The offline part's round(f B) transitions, then the online part's (each uniform with replacement)."""
+        """The offline part's round(f B) transitions, then the online part's (each uniform with replacement), in
+        the parts' batch type (a Batch; an MCBatch when both are ``data.returns_to_go.MCReplayBuffer``s)."""
         n_off, n_on = self.split(batch_size)
         parts = [b.sample(n, rng) for b, n in ((self.offline, n_off), (self.online, n_on)) if n > 0]
-        return parts[0] if len(parts) == 1 else Batch(*(np.concatenate(x) for x in zip(*parts)))
+        return parts[0] if len(parts) == 1 else type(parts[0])(*(np.concatenate(x) for x in zip(*parts)))
 
     def state_dict(self):
         """The online part (the offline part is remade from the dataset, the same every time)."""

@@ -43,7 +43,8 @@ def reward_scale(episode_returns):
 
 @dataclass
 class TrainingArrays:
-    """Normalised transitions ready for batches: obs, actions, rewards (scaled), discounts, next_obs."""
+    """Normalised transitions ready for batches: obs, actions, rewards (scaled), discounts, next_obs; and, for
+    Cal-QL, each state's Monte-Carlo return-to-go (scaled; ``data.returns_to_go.with_returns_to_go``)."""
 
     obs: np.ndarray
     actions: np.ndarray
@@ -52,15 +53,17 @@ class TrainingArrays:
     next_obs: np.ndarray
     normalizer: ObsNormalizer
     reward_scale: float
+    mc_returns: np.ndarray | None = None
 
     def __len__(self):
         return len(self.rewards)
 
     def batch(self, rng, size):
-        """A uniformly sampled Batch of ``size`` transitions."""
-        from gde_ref.data.batch import Batch
+        """A uniformly sampled Batch of ``size`` transitions (an MCBatch when the arrays have ``mc_returns``)."""
+        from gde_ref.data.batch import Batch, MCBatch
         idx = rng.integers(0, len(self), size)
-        return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.discounts[idx], self.next_obs[idx])
+        batch = Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.discounts[idx], self.next_obs[idx])
+        return batch if self.mc_returns is None else MCBatch(*batch, self.mc_returns[idx])
 
 
 def prepare_transitions(dataset, discount, normalize_states=True, scale_rewards=True):

@@ -164,7 +164,7 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
              report_episodes=None, checkpoint_period=None, buffer_size=None, backbone="iql", backbone_settings=None,
              pretrain_steps=None, cache_dir=None, progress=None, pretrain_progress=None, command=None,
              interrupt_at=None, stop=None, given=()):
-    """Fine-tune an offline ``backbone`` agent (``agents.backbones``: iql, td3bc) with ``algo`` (a row of
+    """Fine-tune an offline ``backbone`` agent (a name of ``agents.backbones.BACKBONES``) with ``algo`` (a row of
     ``finetune.algos``) on ``dataset``'s task; returns the summary.
 
     steps (T), eval_period (F), eval_steps (L), report_period, report_episodes, checkpoint_period, buffer_size:

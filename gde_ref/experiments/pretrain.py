@@ -2,7 +2,7 @@
 
     data   = load_dataset("hopper-medium")               # a local Minari dataset (gde-ref make-dataset)
     arrays = prepare_transitions(data, gamma)             # state normalisation, reward scaling
-    agent  = make_backbone(backbone, ...)                 # agents.backbones: iql, td3bc
+    agent  = make_backbone(backbone, ...)                 # agents.backbones.BACKBONES: iql, td3bc, cql, awac, ...
     for step in range(steps):                             # the backbone's updates on uniform batches
         agent.update(batch, actor_lr=agent.offline_actor_lr(step, steps))   # IQL: cosine decay to 0
         every eval_every steps: evaluate the mean action, log the D4RL normalized score
@@ -21,6 +21,7 @@ from gde_ref.experiments import rundir
 from gde_ref.checkpoint import load_npz, save_npz, write_json, write_text
 from gde_ref.data.datasets import load_dataset
 from gde_ref.data.prepare import ObsNormalizer, prepare_transitions
+from gde_ref.data.returns_to_go import with_returns_to_go
 from gde_ref.envs.make import make_env, normalized_score, task_of_env_id
 from gde_ref.finetune.loop import RunInterrupted
 
@@ -111,8 +112,8 @@ CHECKED_SETTINGS = ("dataset", "backbone", "steps", "seed", "eval_every", "eval_
 
 def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, config=None, progress=None,
              command=None, resume=False, force=False, stop=None, checkpoint_every=None, backbone="iql"):
-    """Train ``backbone`` (``agents.backbones``: iql, td3bc) offline on ``dataset`` and write ``out``/offline.npz,
-    summary.json and log.csv. ``config``: the backbone's config (its defaults if None).
+    """Train ``backbone`` (named in ``agents.backbones.BACKBONES``) offline on ``dataset`` and write
+    ``out``/offline.npz, summary.json and log.csv. ``config``: the backbone's config (its defaults if None).
 
     ``out`` is claimed as a run directory (``rundir.claim``: one run per directory, a lock, config.json).
     Every ``checkpoint_every`` steps (default: ``eval_every``) and at a stop (``stop()`` True: Ctrl-C) the
@@ -143,6 +144,8 @@ def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, backbone_and
     task = task_of_env_id(data.env_id)
     arrays = prepare_transitions(data, config.discount)
     agent = make_backbone(backbone, arrays.obs.shape[1], arrays.actions.shape[1], config, seed=seed)
+    if getattr(agent, "uses_mc_returns", False):   # Cal-QL: each batch carries its states' returns-to-go
+        arrays = with_returns_to_go(arrays, data, config.discount, config.failure_reward)
     rng = np.random.default_rng(seed)
     env = make_env(task)
     rows, first, seconds = [], 1, 0.0

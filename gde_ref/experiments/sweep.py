@@ -29,7 +29,7 @@ import os
 
 from gde_ref.agents.backbones import BACKBONES
 from gde_ref.experiments.rundir import read_config
-from gde_ref.finetune.algos import ALGOS, algo_row
+from gde_ref.finetune.algos import ALGOS, algo_row, runs_on
 
 SPEC_KEYS = ("datasets", "algos", "seeds", "backbones", "preset", "pretrain_steps", "overrides", "out")
 PRESET_NAMES = ("quick", "laptop", "paper")
@@ -47,10 +47,21 @@ OVERRIDES = {"kl_weight": float, "n_step": int, "action_temperature": float, "st
 #   costs offline's 1.2 s plus IQL's update share divided by 1.4 (gde 1.2 + 9.0 / 1.4, naive 1.2 + 4.2 / 1.4).
 # * CQL: ~15x slower than IQL per update (31 state-action pairs per critic sample): the same arithmetic with
 #   x15 (an upper estimate for gde, whose exploration step does not pay the penalty).
+# * AWAC: ~1.1x IQL per update (four more critic and two more actor forward passes, no value network): the
+#   median ratio of interleaved blocks of 50 float32 updates (batch 256, hopper sizes) was 1.05 and 1.10 in two
+#   runs, TD3+BC / IQL 0.74-0.80 in the same runs. The same arithmetic with x1.1 (its ``awac`` algo counts as
+#   naive).
+# * Cal-QL: CQL's update plus the floor (a max and a mask over the B 3M sampled Q-values of each twin): four
+#   interleaved blocks of 5 float32 updates each (batch 256, hopper sizes, M = 10) took 0.093-0.100 s per
+#   update for calql and 0.092-0.099 s for cql, i.e. within noise, ~1%; the returns-to-go add ~0.3 s per 1M
+#   offline transitions once and ~2 us per online env step. CQL's numbers x1.01 (its ``calql`` algo counts as
+#   naive).
 SECONDS_PER_1K = {
     ("iql", "pretrain"): 5.1, ("iql", "gde"): 10.2, ("iql", "naive"): 5.4, ("iql", "offline"): 1.2,
     ("td3bc", "pretrain"): 3.6, ("td3bc", "gde"): 7.6, ("td3bc", "naive"): 4.2, ("td3bc", "offline"): 1.2,
     ("cql", "pretrain"): 76.5, ("cql", "gde"): 136.2, ("cql", "naive"): 64.2, ("cql", "offline"): 1.2,
+    ("awac", "pretrain"): 5.6, ("awac", "gde"): 11.1, ("awac", "naive"): 5.8, ("awac", "offline"): 1.2,
+    ("calql", "pretrain"): 77.3, ("calql", "gde"): 137.5, ("calql", "naive"): 64.8, ("calql", "offline"): 1.2,
 }
 
 
@@ -156,8 +167,9 @@ def _resolve(raw):
     bad = [b for b in backbones if b not in BACKBONES]
     if bad:
         raise ValueError(f"unknown backbone(s) {', '.join(bad)}; valid backbones: {', '.join(BACKBONES)}")
-    for algo, backbone in itertools.product(algos, backbones):
-        algo_row(algo, backbone)
+    for algo in algos:     # a pair the algo is not defined on is skipped; an algo on none of them is refused
+        if not any(runs_on(algo, b) for b in backbones):
+            algo_row(algo, backbones[0])
     preset = raw.get("preset", "laptop")
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESET_NAMES)}")
@@ -263,6 +275,9 @@ def plan(spec, out=None, check_data=True):
     for seed in spec["seeds"]:
         tunes = []
         for dataset, backbone in itertools.product(spec["datasets"], spec["backbones"]):
+            algos = [a for a in spec["algos"] if runs_on(a, backbone)]
+            if not algos:
+                continue
             name = f"{dataset}-{backbone}-{preset}-seed{seed}{suffix}"
             agent = os.path.join(out, "pretrained", name)
             status, score, conflict = _status(agent, "offline.npz", "normalized_score",
@@ -272,7 +287,7 @@ def plan(spec, out=None, check_data=True):
                          "seed": seed, "preset": preset, "steps": pre_steps, "status": status, "score": score,
                          "eval_every": min(budget["eval_every"], pre_steps), "eval_episodes": budget["eval_episodes"]})
             conflicts += [conflict] if conflict else []
-            for algo in spec["algos"]:
+            for algo in algos:
                 for variant, settings in variants(algo, spec["overrides"]):
                     folder = os.path.join(out, "runs", dataset, backbone, variant, f"seed{seed}")
                     offline = os.path.join(agent, "offline.npz")

@@ -19,3 +19,13 @@ from collections import namedtuple
 
 FinetuneContext = namedtuple("FinetuneContext", ["agent", "normalizer", "reward_scale", "config",
                                                  "action_temperature", "rnd_weight", "seed", "offline", "buffer"])
+
+
+def need_offline(ctx, why, n_steps=None):
+    """Refuse a context without the offline dataset, saying why the algo needs it; with ``n_steps``, also a
+    ``config.n_step`` outside them (a buffer that mixes the offline data's transitions, stored with that n)."""
+    if ctx.offline is None:
+        raise ValueError(f"this algo {why}: pass the offline dataset (offline=...)")
+    if n_steps is not None and ctx.config.n_step not in n_steps:
+        raise ValueError(f"this algo {why}, as {' or '.join(map(str, n_steps))}-step transitions: use n_step="
+                         f"{n_steps[0]}, got {ctx.config.n_step}")

@@ -24,7 +24,7 @@ import numpy as np
 
 from gde_ref.agents.actors import ExploreHyper, PolicyActions, exploration_kernel
 from gde_ref.config import GDEConfig
-from gde_ref.data.batch import Batch
+from gde_ref.data.batch import Batch, MCBatch
 from gde_ref.nn.bundle import frozen_net, trained_net
 from gde_ref.nn.checks import check_range, restore_arrays, sub_state
 
@@ -124,9 +124,11 @@ class AgentInputs:
         return self._obs
 
     def batch(self, raw):
-        """A Batch of normalised states and scaled rewards (actions and discounts unchanged)."""
-        return Batch((raw.obs - self.mean) / self.std, raw.actions, raw.rewards * self.reward_scale,
-                     raw.discounts, (raw.next_obs - self.mean) / self.std)
+        """A Batch of normalised states and scaled rewards (actions and discounts unchanged); an ``MCBatch``
+        (Cal-QL) keeps its returns-to-go, scaled as the rewards (they are sums of rewards)."""
+        out = Batch((raw.obs - self.mean) / self.std, raw.actions, raw.rewards * self.reward_scale,
+                    raw.discounts, (raw.next_obs - self.mean) / self.std)
+        return MCBatch(*out, raw.mc_returns * self.reward_scale) if isinstance(raw, MCBatch) else out
 
 
 class GDEFinetuner:

@@ -1,4 +1,5 @@
-"""Losses of the baselines and of the toy maze: DQN, discrete CQL, SAC (actor and temperature), RND.
+"""Losses of the baselines and of the toy maze: DQN, discrete CQL, AWAC's actor, SAC (actor and temperature),
+RND.
 
 Same conventions as ``equations.py``: ``*_kernel`` writes gradients into given arrays and returns the
 loss; the wrapper without the suffix checks its inputs and returns ``(loss, gradients...)``.
@@ -126,6 +127,92 @@ def cql_sampled_penalty(q_samples, log_density, q_data, alpha):
     check_range("cql alpha", alpha, 0.0)
     d_q_samples, d_q_data = np.empty_like(q_samples), np.empty_like(q_data)
     loss = cql_sampled_penalty_kernel(q_samples, log_density, q_data, alpha, d_q_samples, d_q_data)
+    return float(loss), d_q_samples, d_q_data
+
+
+# ------------------------------------------------------------------------------------------------
+# AWAC (Nair et al., 2020)
+# ------------------------------------------------------------------------------------------------
+@kernel
+def awac_actor_loss_kernel(log_prob, advantage, beta, d_log_prob):
+    """AWAC's actor loss with the official code's batch-normalised weights (rlkit, normalize_over_batch):
+
+        w_i = softmax_i(A_i / beta) = exp(A_i / beta) / sum_k exp(A_k / beta)
+        L   = -mean_i B w_i log pi(a_i|s_i) = -sum_i w_i log pi(a_i|s_i)
+
+    The weights are constants (the advantage gets no gradient from the actor): dL/dlog pi_i = -w_i. The
+    softmax is taken after subtracting max_k A_k, so large advantages do not overflow.
+    """
+    n = log_prob.shape[0]
+    top = advantage[0]
+    for i in range(1, n):
+        top = max(top, advantage[i])
+    z = 0.0
+    for i in range(n):
+        z += np.exp((advantage[i] - top) / beta)
+    total = 0.0
+    for i in range(n):
+        w = np.exp((advantage[i] - top) / beta) / z
+        total -= w * log_prob[i]
+        d_log_prob[i] = -w
+    return total
+
+
+def awac_actor_loss(log_prob, advantage, beta=2.0):
+    """AWAC's actor loss (``awac_actor_loss_kernel``). log_prob (B,): log pi(a|s) of the data actions;
+    advantage (B,): min(Q1, Q2)(s, a) - min(Q1, Q2)(s, a~pi); beta > 0 (2.0). Returns (loss, dloss/dlog_prob).
+
+    Where it differs from CORL's AWAC (min(exp(A / lambda), 100), not normalised): the weights here sum to 1
+    over the batch, as in rlkit, so their scale does not grow with the advantages.
+    """
+    log_prob, advantage = _vectors("awac_actor_loss", ("log_prob", log_prob), ("advantage", advantage))
+    check_range("awac beta", beta, 0.0, low_open=True)
+    if log_prob.shape[0] == 0:
+        raise ValueError("awac_actor_loss: the batch is empty (the softmax over it is undefined)")
+    d_log_prob = np.empty_like(log_prob)
+    return float(awac_actor_loss_kernel(log_prob, advantage, beta, d_log_prob)), d_log_prob
+
+
+@kernel
+def calql_sampled_penalty_kernel(q_samples, log_density, floor, q_data, alpha, d_q_samples, d_q_data):
+    """Cal-QL's calibrated penalty (Nakamoto et al., 2023): ``cql_sampled_penalty_kernel`` with every sampled
+    Q-value first lifted to its floor,
+
+        penalty = alpha * mean_i [ logsumexp_j (max(Q(s_i, a_ij), floor_ij) - log mu(a_ij)) - Q(s_i, a_i) ]
+
+    floor (B, M): the lower bound of each sampled Q-value; Cal-QL puts the Monte-Carlo return-to-go G(s_i) of
+    the batch state on the policy-sampled actions (pi(.|s_i) and pi(.|s'_i)) and -inf (no bound) on the
+    uniform ones. The importance weight log mu is subtracted after the max, as in the official code.
+    dL/dQ(s_i, a_ij) = alpha / B * softmax_j(max(Q, floor) - log mu)_ij where Q(s_i, a_ij) >= floor_ij and 0
+    where the floor holds it (a tie passes the gradient; the official jnp.maximum splits it);
+    dL/dQ(s_i, a_i) = -alpha / B."""
+    n, m = q_samples.shape
+    lifted = np.empty_like(q_samples)
+    for i in range(n):
+        for j in range(m):
+            lifted[i, j] = max(q_samples[i, j], floor[i, j])
+    loss = cql_sampled_penalty_kernel(lifted, log_density, q_data, alpha, d_q_samples, d_q_data)
+    for i in range(n):
+        for j in range(m):
+            if q_samples[i, j] < floor[i, j]:
+                d_q_samples[i, j] = 0.0
+    return loss
+
+
+def calql_sampled_penalty(q_samples, log_density, floor, q_data, alpha):
+    """Cal-QL's penalty (``calql_sampled_penalty_kernel``). q_samples, log_density, floor (B, M) (floor: -inf
+    where a Q-value is not bounded; no NaN, no +inf); q_data (B,); alpha >= 0. Returns (penalty, d/dq_samples
+    (B, M), d/dq_data (B,))."""
+    q_samples = check_array("calql_sampled_penalty q_samples", q_samples, ndim=2)
+    log_density = check_array("calql_sampled_penalty log_density", log_density, ndim=2, shape=q_samples.shape)
+    floor = check_array("calql_sampled_penalty floor", floor, ndim=2, shape=q_samples.shape)
+    q_data = check_array("calql_sampled_penalty q_data", q_data, ndim=1, shape=(q_samples.shape[0],))
+    check_same_dtype("calql_sampled_penalty", q_samples, log_density, floor, q_data)
+    if np.isnan(floor).any() or np.isposinf(floor).any():
+        raise ValueError("calql_sampled_penalty floor must be finite or -inf (no bound), got NaN or +inf")
+    check_range("cql alpha", alpha, 0.0)
+    d_q_samples, d_q_data = np.empty_like(q_samples), np.empty_like(q_data)
+    loss = calql_sampled_penalty_kernel(q_samples, log_density, floor, q_data, alpha, d_q_samples, d_q_data)
     return float(loss), d_q_samples, d_q_data
 
 
