@@ -143,27 +143,37 @@ def _failed(err):
     return {"status": "failed", "error": f"{type(err).__name__}: {err}"}
 
 
-def _ray_results(address):
-    def results(batch):   # UNTESTED: ray is not installed where this was written
+def _ray_results(address, workers):
+    """Ray: each job a task of one CPU on the cluster at ``address``, or on a local Ray instance of ``workers``
+    CPUs started here (and shut down when the batch is done) when ``address`` is None."""
+    def results(batch):
         import ray
-        if not ray.is_initialized():
-            ray.init(address=address)
-        task = ray.remote(num_cpus=1)(run_job)
-        refs = {task.remote(job): job for job in batch}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            job = refs.pop(ready[0])
-            try:
-                yield job, ray.get(ready[0])
-            except Exception as err:  # noqa: BLE001 (a task that died)
-                yield job, _failed(err)
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=address, **({} if address else {"num_cpus": workers}), include_dashboard=False,
+                     log_to_driver=False)
+        try:
+            task = ray.remote(num_cpus=1)(run_job)
+            refs = {task.remote(job): job for job in batch}
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1)
+                job = refs.pop(ready[0])
+                try:
+                    yield job, ray.get(ready[0])
+                except Exception as err:  # noqa: BLE001 (a task that died)
+                    yield job, _failed(err)
+        finally:
+            if started:
+                ray.shutdown()
     return results
 
 
 def _slurm_results(out, slurm):
-    def results(batch):   # UNTESTED: submitit is not installed where this was written
+    """Slurm through submitit: each job one submission (``slurm``: partition, time_min, cpus_per_task; cluster:
+    submitit's, None to detect Slurm, "local" to run the submissions as local processes, as the tests do)."""
+    def results(batch):
         import submitit
-        executor = submitit.AutoExecutor(folder=os.path.join(out, "slurm", "%j"))
+        executor = submitit.AutoExecutor(folder=os.path.join(out, "slurm", "%j"), cluster=slurm.get("cluster"))
         executor.update_parameters(timeout_min=slurm.get("time_min", 240), cpus_per_task=slurm.get("cpus_per_task", 1),
                                    **({"slurm_partition": slurm["partition"]} if slurm.get("partition") else {}))
         submitted = [(executor.submit(run_job, job), job) for job in batch]
@@ -174,7 +184,7 @@ def _slurm_results(out, slurm):
                     yield item[1], item[0].result()
                 except Exception as err:  # noqa: BLE001 (a job that died or timed out)
                     yield item[1], _failed(err)
-            time.sleep(5 if submitted else 0)
+            time.sleep(1 if submitted else 0)
     return results
 
 
@@ -248,7 +258,7 @@ def run_sweep(spec, out=None, executor="local", workers=None, address=None, slur
             if todo and executor == "local":
                 stopped = _run_local(jobs, finished, min(workers, len(todo)), stop_after, interrupt_at)
             elif todo:
-                results = _ray_results(address) if executor == "ray" else _slurm_results(out, slurm or {})
+                results = _ray_results(address, workers) if executor == "ray" else _slurm_results(out, slurm or {})
                 stopped = _run_phased(jobs, finished, results)
         finally:   # also after a second Ctrl-C: sweep.json says what is left
             _settle(jobs)
