@@ -20,6 +20,9 @@ dimensions, batch 256 and 2x256 MLPs:
   ``gde_td3bc_blas_floor_steps_per_s`` the same for ``TD3BC_PASSES`` (one cycle, counted per update) and
   ``GDE_TD3BC_PASSES``, ``cql_blas_floor_steps_per_s`` for ``CQL_PASSES`` (the pass lists are in
   ``gde_ref.bench_passes``); ``*_over_floor``: step rate / floor rate (median of per-round ratios);
+* ``gde_gflops``: the GDE step's GFLOP/s (``gflop_per_gde_step`` x steps/s); ``machine_gflops``: one large
+  2048^3 float32 product's GFLOP/s in the same run (``large_product_gflops``), the machine's practical limit;
+  ``gde_over_machine``: their ratio;
 * ``compile_s``: time of the first update/act calls in this process (compilation, or loading the
   on-disk cache when ``compile_from_cache``), ``second_process_ready_s``: wall time of a fresh Python
   process that imports gde_ref, builds the agents, runs one GDE step and one action;
@@ -128,6 +131,15 @@ def _budget_rate(fn, seconds):
         fn()
         n += 1
     return n / (time.perf_counter() - t0)
+
+
+def large_product_gflops(seconds, n=2048, dtype=np.float32):
+    """GFLOP/s of one large n x n x n product (NumPy's BLAS, this process's threads): the machine's practical
+    limit for a step made of products, against which ``gde_over_machine`` puts the GDE step's GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty((n, n), dtype)
+    return _median_rate(lambda: np.matmul(a, b, out=out), seconds) * 2 * n ** 3 / 1e9
 
 
 def blas_floor_step(plan, dtype=np.float32, seed=0):
@@ -261,8 +273,8 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
     keys = ("gde_steps_per_s", "iql_steps_per_s", "act_latency_us", "blas_floor_steps_per_s", "gde_over_floor",
             "td3bc_steps_per_s", "td3bc_blas_floor_steps_per_s", "td3bc_over_floor", "gde_td3bc_steps_per_s",
             "gde_td3bc_blas_floor_steps_per_s", "gde_td3bc_over_floor", "cql_steps_per_s",
-            "cql_blas_floor_steps_per_s", "cql_over_floor", "gflop_per_gde_step", "sac_steps_per_s",
-            "iql_pretrain_steps_per_s")
+            "cql_blas_floor_steps_per_s", "cql_over_floor", "gflop_per_gde_step", "gde_gflops", "gde_over_machine",
+            "sac_steps_per_s", "iql_pretrain_steps_per_s")
     result = {k: {} for k in keys}
     for task in tasks:
         obs_dim, act_dim = TASK_DIMS[task]
@@ -295,6 +307,7 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
             floor_name = "blas_floor" if name == "gde" else f"{name}_blas_floor"
             result[f"{name}_over_floor"][task] = float(np.median(rates[name] / rates[floor_name]))
         result["gflop_per_gde_step"][task] = flops([p[0] for p in plan]) / 1e9
+        result["gde_gflops"][task] = result["gflop_per_gde_step"][task] * result["gde_steps_per_s"][task]
         result["sac_steps_per_s"][task] = _sac_rate(obs_dim, act_dim, batches, seconds / 2)
         result["iql_pretrain_steps_per_s"][task] = _pretrain_rate(obs_dim, act_dim, batch, seconds / 2)
         obs = batches[0].obs[0].copy()
@@ -303,8 +316,11 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
         result["act_latency_us"][task] = 1e6 / (calls * n_calls)
         if progress:
             progress(task)
+    machine_gflops = large_product_gflops(seconds / 2)
+    for task in tasks:
+        result["gde_over_machine"][task] = result["gde_gflops"][task] / machine_gflops
     threads, libs = blas_threads()
-    result.update(compile_s=compile_s, compile_from_cache=cached,
+    result.update(machine_gflops=machine_gflops, compile_s=compile_s, compile_from_cache=cached,
                   second_process_ready_s=second_process_ready_s(*TASK_DIMS[tasks[0]]),
                   threads=threads if threads is not None else os.cpu_count(), blas=libs,
                   machine={"cpu_count": os.cpu_count(), "python": sys.version.split()[0],
@@ -326,11 +342,13 @@ def format_table(r):
             ("CQL floor steps/s", "cql_blas_floor_steps_per_s", "{:.1f}"), ("CQL / floor", "cql_over_floor", "{:.2f}"),
             ("SAC update steps/s", "sac_steps_per_s", "{:.0f}"),
             ("IQL pretrain steps/s", "iql_pretrain_steps_per_s", "{:.0f}"),
-            ("act latency (us)", "act_latency_us", "{:.2f}"), ("GFLOP per GDE step", "gflop_per_gde_step", "{:.3f}")]
+            ("act latency (us)", "act_latency_us", "{:.2f}"), ("GFLOP per GDE step", "gflop_per_gde_step", "{:.3f}"),
+            ("GDE step GFLOP/s", "gde_gflops", "{:.0f}"), ("GDE / machine limit", "gde_over_machine", "{:.2f}")]
     tasks = list(r["gde_steps_per_s"])
     lines = [f"{'':24s}" + "".join(f"{t:>14s}" for t in tasks)]
     for label, key, fmt in rows:
         lines.append(f"{label:24s}" + "".join(f"{fmt.format(r[key][t]):>14s}" for t in tasks))
+    lines.append(f"machine limit (one 2048^3 float32 product): {r['machine_gflops']:.0f} GFLOP/s")
     lines.append(f"first-call compile: {r['compile_s']:.1f} s ({'from cache' if r['compile_from_cache'] else 'compiled'}); "
                  f"second process ready to train: {r['second_process_ready_s']:.2f} s; BLAS threads: {r['threads']}")
     return "\n".join(lines)
