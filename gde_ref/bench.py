@@ -13,6 +13,8 @@ dimensions, batch 256 and 2x256 MLPs:
 * ``iql_pretrain_steps_per_s``: IQL pretraining steps as ``gde-ref pretrain`` runs them (a batch drawn
   from the dataset arrays, then ``IQLAgent.update`` with the cosine actor learning rate);
 * ``act_latency_us``: one ``IQLAgent.act(obs)`` call (single observation, deterministic mean action);
+  ``explore_act_us`` / ``exploit_act_us``: one call of what the fine-tuning loop calls per env step,
+  ``GDEFinetuner.explore_action(obs, rng)`` (a sample of pi_b, the state normalised) and ``exploit_action(obs)``;
 * ``blas_floor_steps_per_s``: exactly the GDE step's BLAS matrix products (``step_plan``), run one
   after the other through NumPy's BLAS at the same shapes, each on an array standing for the one the
   step uses (every network's own weights, activations, deltas, gradients): what a step would cost if
@@ -43,7 +45,8 @@ from gde_ref.bench_passes import (CQL_PASSES, EXPLORE_PASSES, GDE_TD3BC_PASSES, 
                                   TD3BC_PASSES)
 from gde_ref.config import IQLConfig
 from gde_ref.data import Batch
-from gde_ref.finetune.gde import GDELearner
+from gde_ref.data.prepare import ObsNormalizer
+from gde_ref.finetune.gde import GDEFinetuner, GDELearner
 
 TASK_DIMS = {"hopper": (11, 3), "halfcheetah": (17, 6)}
 
@@ -274,7 +277,7 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
             "td3bc_steps_per_s", "td3bc_blas_floor_steps_per_s", "td3bc_over_floor", "gde_td3bc_steps_per_s",
             "gde_td3bc_blas_floor_steps_per_s", "gde_td3bc_over_floor", "cql_steps_per_s",
             "cql_blas_floor_steps_per_s", "cql_over_floor", "gflop_per_gde_step", "gde_gflops", "gde_over_machine",
-            "sac_steps_per_s", "iql_pretrain_steps_per_s")
+            "sac_steps_per_s", "iql_pretrain_steps_per_s", "explore_act_us", "exploit_act_us")
     result = {k: {} for k in keys}
     for task in tasks:
         obs_dim, act_dim = TASK_DIMS[task]
@@ -314,6 +317,11 @@ def run_bench(seconds=2.0, tasks=("hopper", "halfcheetah"), batch=256, rounds=7,
         n_calls = 2000
         calls = _median_rate(lambda: [agent.act(obs) for _ in range(n_calls)], seconds / 2)
         result["act_latency_us"][task] = 1e6 / (calls * n_calls)
+        finetuner, act_rng = GDEFinetuner(learner, ObsNormalizer.identity(obs_dim), 1.0), np.random.default_rng(0)
+        calls = _median_rate(lambda: [finetuner.explore_action(obs, act_rng) for _ in range(n_calls)], seconds / 2)
+        result["explore_act_us"][task] = 1e6 / (calls * n_calls)
+        calls = _median_rate(lambda: [finetuner.exploit_action(obs) for _ in range(n_calls)], seconds / 2)
+        result["exploit_act_us"][task] = 1e6 / (calls * n_calls)
         if progress:
             progress(task)
     machine_gflops = large_product_gflops(seconds / 2)
@@ -342,7 +350,8 @@ def format_table(r):
             ("CQL floor steps/s", "cql_blas_floor_steps_per_s", "{:.1f}"), ("CQL / floor", "cql_over_floor", "{:.2f}"),
             ("SAC update steps/s", "sac_steps_per_s", "{:.0f}"),
             ("IQL pretrain steps/s", "iql_pretrain_steps_per_s", "{:.0f}"),
-            ("act latency (us)", "act_latency_us", "{:.2f}"), ("GFLOP per GDE step", "gflop_per_gde_step", "{:.3f}"),
+            ("act latency (us)", "act_latency_us", "{:.2f}"), ("GDE explore action (us)", "explore_act_us", "{:.2f}"),
+            ("GDE exploit action (us)", "exploit_act_us", "{:.2f}"), ("GFLOP per GDE step", "gflop_per_gde_step", "{:.3f}"),
             ("GDE step GFLOP/s", "gde_gflops", "{:.0f}"), ("GDE / machine limit", "gde_over_machine", "{:.2f}")]
     tasks = list(r["gde_steps_per_s"])
     lines = [f"{'':24s}" + "".join(f"{t:>14s}" for t in tasks)]
