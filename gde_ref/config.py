@@ -25,6 +25,7 @@ class IQLConfig:
     log_std_max: float = 2.0        #   [log_std_min, log_std_max]
 
     def for_antmaze(self):
+        """Table 7's sparse-reward values (antmaze; also used for the PointMaze tasks, ``experiments.sparse``)."""
         return replace(self, expectile=0.9, awr_temperature=10.0)
 
 

@@ -35,23 +35,30 @@ from importlib.metadata import version
 
 import numpy as np
 
-from gde_ref.envs.make import (DATASET_NAMES, ENV_IDS, QUICK_NAMES, QUICK_SUFFIX, REF_SCORES, env_name, env_spaces,
-                               normalize_return, parse_dataset_name, quiet_mujoco_warnings, task_of_env_id)
+from gde_ref.envs.make import (DATASET_NAMES, ENV_IDS, MAZE_DATASET_NAMES, MAZE_ENV_IDS, MAZE_QUICK_NAMES, QUICK_NAMES,
+                               QUICK_SUFFIX, REF_SCORES, env_name, env_spaces, normalize_return, parse_dataset_name,
+                               quiet_mujoco_warnings, task_of_env_id)
 
 NAMESPACE = "gde-ref"  # our datasets: gde-ref/{task}/{kind}-v0
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-MAKE_HINT = f"make one with `gde-ref make-dataset NAME` (NAME: {', '.join(DATASET_NAMES[:3])}, ...)"
+MAKE_HINT = (f"make one with `gde-ref make-dataset NAME` (NAME: {', '.join(DATASET_NAMES[:3])}, ..., "
+             f"{', '.join(MAZE_DATASET_NAMES)})")
+ALL_NAMES = DATASET_NAMES + QUICK_NAMES + MAZE_DATASET_NAMES + MAZE_QUICK_NAMES
 
 
 def dataset_id(name):
     """Minari id of a D4RL-style name: ``hopper-medium`` -> ``gde-ref/hopper/medium-v0``, a quick-preset one
-    ``hopper-medium-quick`` -> ``gde-ref/hopper/medium-quick-v0``."""
+    ``hopper-medium-quick`` -> ``gde-ref/hopper/medium-quick-v0``; a maze one ``pointmaze-umaze`` ->
+    ``gde-ref/pointmaze/umaze-v0`` (Minari's own is ``D4RL/pointmaze/umaze-v2``)."""
     task, kind = parse_dataset_name(name)
-    return f"{NAMESPACE}/{task}/{kind}{QUICK_SUFFIX if str(name).endswith(QUICK_SUFFIX) else ''}-v0"
+    quick = QUICK_SUFFIX if str(name).endswith(QUICK_SUFFIX) else ''
+    if task in MAZE_ENV_IDS:
+        return f"{NAMESPACE}/{task.replace('-', '/', 1)}{quick}-v0"
+    return f"{NAMESPACE}/{task}/{kind}{quick}-v0"
 
 
-NAME_OF_ID = {dataset_id(name): name for name in DATASET_NAMES + QUICK_NAMES}
+NAME_OF_ID = {dataset_id(name): name for name in ALL_NAMES}
 
 
 @dataclass(eq=False)
@@ -120,7 +127,7 @@ def save_dataset(name_or_id, episodes, env_id=None, ref_min_score=None, ref_max_
     if env_id is None and task is None:
         raise ValueError(f"save_dataset({name_or_id!r}): pass env_id= (e.g. 'Hopper-v5') for a Minari id that is "
                          "not a D4RL-style name")
-    env_id = env_id or ENV_IDS[task]
+    env_id = env_id or {**ENV_IDS, **MAZE_ENV_IDS}[task]
     if ref_min_score is None and ref_max_score is None and task is not None:
         ref_min_score, ref_max_score = REF_SCORES[task]
     if (ref_min_score is None) != (ref_max_score is None):
@@ -150,7 +157,8 @@ def save_dataset(name_or_id, episodes, env_id=None, ref_min_score=None, ref_max_
                 dataset_id=did, buffer=buffers, env=env_id, eval_env=env_id, algorithm_name=algorithm_name,
                 author=author, author_email=author_email, code_permalink=code_permalink,
                 ref_min_score=ref_min_score, ref_max_score=ref_max_score, description=description,
-                requirements=[f"{p}>={version(p).rsplit('.', 1)[0]}" for p in ("gymnasium", "mujoco")])
+                requirements=[f"{p}>={version(p).rsplit('.', 1)[0]}" for p in ("gymnasium", "mujoco")
+                              + (("gymnasium-robotics",) if task in MAZE_ENV_IDS else ())])
             dataset.storage.update_metadata({"gde_ref": extra})
         final.parent.mkdir(parents=True, exist_ok=True)
         namespace_file = (staging / did).parent / NAMESPACE_METADATA_FILENAME
@@ -248,7 +256,7 @@ def load_dataset(source, env=None):
 
 def _resolve_id(text):
     """(Minari id, task): a D4RL-style name maps to our namespace; anything else is taken as an id."""
-    if text in DATASET_NAMES or text in QUICK_NAMES:
+    if text in ALL_NAMES:
         return dataset_id(text), parse_dataset_name(text)[0]
     return text, None
 

@@ -32,7 +32,7 @@ from gde_ref.config import SACConfig
 from gde_ref.data.behaviour import (POLICY_DIR, collect_episodes, load_policy, save_policy, train_behaviour_sac,
                                     with_actor)
 from gde_ref.data.datasets import dataset_id, save_dataset
-from gde_ref.envs.make import TASKS, make_env, normalized_score, parse_dataset_name, stored_dataset_name
+from gde_ref.envs.make import MAZE_TASKS, TASKS, make_env, normalized_score, parse_dataset_name, stored_dataset_name
 
 # The medium level, as a D4RL normalized score (100 = D4RL's expert return R_max, 0 = random R_min).
 MEDIUM_RULE = ("medium = the first SAC checkpoint whose deterministic evaluation (mean over the preset's "
@@ -96,6 +96,9 @@ def planned_steps(name, size=None, preset="laptop", policy_dir=POLICY_DIR, seed=
     """
     task, kind = parse_dataset_name(name)
     p = get_preset(preset)
+    if task in MAZE_TASKS:   # no SAC: the waypoint controller rolls out ``size`` transitions
+        from gde_ref.data.pointmaze_data import PRESETS as MAZE_SIZES
+        return MAZE_SIZES[preset] if size is None else int(size)
     size = p.size if size is None else int(size)
     level = MEDIUM_LEVELS[task] if medium_level is None else float(medium_level)
     sac_counted = set() if sac_counted is None else sac_counted
@@ -173,6 +176,7 @@ def _save_trained(path, agent, info, seed, preset):
 def make_dataset(name, size=None, seed=0, preset="laptop", *, medium_level=None, progress=None,
                  policy_dir=POLICY_DIR, policy_out=None, command=None, log=None, sac_runs=None):
     """Make and save the D4RL-protocol dataset ``name`` (e.g. ``hopper-medium``); returns (Minari id, info).
+    A PointMaze name (``pointmaze-umaze``, ...) goes to ``data.pointmaze_data.make_pointmaze_dataset``.
 
     size : transitions rolled out per policy (default: the preset's); whole episodes, so slightly more.
            ``medium-replay`` ignores it (its size is SAC's history), ``medium-expert`` has two parts of it.
@@ -186,6 +190,12 @@ def make_dataset(name, size=None, seed=0, preset="laptop", *, medium_level=None,
     behaviour policy's evaluation score, the medium rule and level and whether it was reached.
     """
     task, kind = parse_dataset_name(name)
+    if task in MAZE_TASKS:   # PointMaze: the waypoint controller's protocol (data.pointmaze_data)
+        from gde_ref.data.pointmaze_data import make_pointmaze_dataset
+        if policy_out is not None or medium_level is not None:
+            raise ValueError(f"{name} is made by a waypoint controller, not a trained policy: drop --save-policy "
+                             "(and medium_level)")
+        return make_pointmaze_dataset(name, size, seed, preset, progress=progress, command=command)
     p = get_preset(preset)
     size = p.size if size is None else int(size)
     if size < 1:

@@ -1,4 +1,5 @@
-"""The local Minari datasets at a glance: ``gde-ref datasets`` (id, D4RL-style name, env, size, behaviour score)."""
+"""The local Minari datasets at a glance: ``gde-ref datasets`` (id, D4RL-style name, env, size, behaviour score;
+a PointMaze dataset's score is its success rate x 100, and its rows carry ``success_rate``)."""
 import json
 
 import numpy as np
@@ -22,7 +23,8 @@ def list_datasets():
         env_id = json.loads(meta["env_spec"]).get("id") if meta.get("env_spec") else None
         score = None if None in (lo, hi, mean_return) else normalize_return(mean_return, lo, hi)
         rows.append({"id": did, "name": NAME_OF_ID.get(did), "env": env_id, "transitions": int(meta["total_steps"]),
-                     "episodes": int(meta["total_episodes"]), "behaviour_return": mean_return, "behaviour_score": score})
+                     "episodes": int(meta["total_episodes"]), "behaviour_return": mean_return, "behaviour_score": score,
+                     "success_rate": extra.get("success_rate")})
     return rows
 
 
@@ -50,4 +52,5 @@ def format_datasets(rows):
     lines = ["  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths)))
              for line in table]
     return "\n".join(lines + ["score: D4RL normalized score of the mean episode return (reference returns from "
-                              "the older MuJoCo envs: approximate on v5)"])
+                              "the older MuJoCo envs: approximate on v5); pointmaze: 100 x the success rate (the share "
+                              "of episodes that reach their goal)"])

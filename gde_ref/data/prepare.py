@@ -5,6 +5,9 @@
 * rewards are scaled by 1000 / (max episode return - min episode return) of the dataset (IQL's
   locomotion convention, so that returns span about 1000 whatever the task);
 * discount_i = gamma (1 - terminal_i): a time-limit truncation keeps bootstrapping.
+
+Sparse-reward tasks (PointMaze) are prepared with ``scale_rewards=False`` from rewards already shifted to
+r - 1 (``experiments.sparse``, IQL's antmaze convention).
 """
 from dataclasses import dataclass
 

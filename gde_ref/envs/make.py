@@ -1,8 +1,13 @@
-"""The MuJoCo locomotion tasks: env factory, D4RL reference returns, normalized score, dataset names.
+"""The tasks: env factory, reference returns, normalized score, dataset names.
 
     env = make_env("hopper")                       # Gymnasium Hopper-v5, 1000-step time limit
     normalized_score("hopper", 1600.0)             # 49.8: D4RL's 100 (R - R_min) / (R_max - R_min)
     parse_dataset_name("walker2d-medium-replay")   # ("walker2d", "medium-replay")
+    make_env("pointmaze-umaze")                    # sparse-reward PointMaze, fixed goal (envs.pointmaze)
+    normalized_score("pointmaze-umaze", 0.7)       # 70.0: success rate x 100
+
+The MuJoCo locomotion tasks (TASKS) and the sparse-reward PointMaze tasks (MAZE_TASKS, ``envs.pointmaze``; a
+maze dataset's name is its task's, e.g. ``pointmaze-umaze``, made by ``data.pointmaze_data``).
 
 Gymnasium is imported only when an env is made, so importing this module is cheap.
 """
@@ -32,6 +37,25 @@ DATASET_NAMES = tuple(f"{task}-{kind}" for task in TASKS for kind in DATASET_KIN
 QUICK_SUFFIX = "-quick"
 QUICK_NAMES = tuple(name + QUICK_SUFFIX for name in DATASET_NAMES)
 
+# Sparse-reward PointMaze tasks (envs.pointmaze): task -> our registered Gymnasium id (flat observations, fixed
+# goal, the episode ends at success) and its time limit (D4RL maze2d's and Gymnasium-Robotics': 300, 600, 800).
+# An evaluation episode's return is 1 (success) or 0, so R_min, R_max = 0, 1 make the normalized score
+# 100 x the success rate, as for D4RL's antmaze (whose eval env also ends at success).
+MAZE_ENV_IDS = {"pointmaze-umaze": "gde_ref/PointMaze_UMaze-v0", "pointmaze-medium": "gde_ref/PointMaze_Medium-v0",
+                "pointmaze-large": "gde_ref/PointMaze_Large-v0"}
+MAZE_TASKS = tuple(MAZE_ENV_IDS)
+MAZE_MAX_EPISODE_STEPS = {"pointmaze-umaze": 300, "pointmaze-medium": 600, "pointmaze-large": 800}
+REF_SCORES.update({task: (0.0, 1.0) for task in MAZE_TASKS})
+MAZE_KIND = "noisy"   # the one kind of maze data: the waypoint controller with N(0, 0.5^2) action noise
+MAZE_DATASET_NAMES = MAZE_TASKS
+MAZE_QUICK_NAMES = tuple(name + QUICK_SUFFIX for name in MAZE_DATASET_NAMES)
+SPARSE_TASKS = MAZE_TASKS   # the tasks that take the paper's sparse-reward settings (Table 7's antmaze column)
+
+
+def is_sparse(task):
+    """True for a sparse-reward task (success = 1, else 0): the PointMaze tasks."""
+    return task in SPARSE_TASKS
+
 
 def stored_dataset_name(name, preset):
     """The name a dataset made at ``preset`` is stored under: ``name`` + "-quick" for the quick preset."""
@@ -39,9 +63,9 @@ def stored_dataset_name(name, preset):
 
 
 def check_task(task):
-    """Return ``task`` if it is one of TASKS, else raise a ValueError listing them."""
-    if task not in ENV_IDS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    """Return ``task`` if it is one of TASKS or MAZE_TASKS, else raise a ValueError listing them."""
+    if task not in ENV_IDS and task not in MAZE_ENV_IDS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS + MAZE_TASKS)}")
     return task
 
 
@@ -51,7 +75,11 @@ def env_name(env_id):
 
 
 def task_of_env_id(env_id):
-    """The task of a Gymnasium env id of any version (``"Walker2d-v4"`` -> ``"walker2d"``), or None."""
+    """The task of a Gymnasium env id of any version (``"Walker2d-v4"`` -> ``"walker2d"``,
+    ``"gde_ref/PointMaze_UMaze-v0"`` -> ``"pointmaze-umaze"``), or None."""
+    for task, maze_id in MAZE_ENV_IDS.items():
+        if str(env_id).split("-v")[0] == maze_id.split("-v")[0]:
+            return task
     name = env_name(env_id)
     return name if name in ENV_IDS else None
 
@@ -83,17 +111,24 @@ def quiet_mujoco_warnings():
         mujoco.set_mju_user_warning(previous)
 
 
-def make_env(task, max_episode_steps=MAX_EPISODE_STEPS, **kwargs):
-    """A Gymnasium env for a locomotion task (``hopper``, ``halfcheetah``, ``walker2d``).
+def make_env(task, max_episode_steps=None, **kwargs):
+    """A Gymnasium env for a task: locomotion (``hopper``, ``halfcheetah``, ``walker2d``) or PointMaze.
 
-    The v5 envs with their default options and a ``max_episode_steps`` time limit (a truncation, not a
-    terminal). Extra keyword arguments go to ``gymnasium.make``. Seed it at the first reset:
-    ``env.reset(seed=s)`` (and ``env.action_space.seed(s)`` for random actions).
+    Locomotion: the v5 envs with their default options and a ``max_episode_steps`` time limit (default 1000;
+    a truncation, not a terminal). PointMaze (``pointmaze-umaze``, ...): ``envs.pointmaze``'s evaluation env
+    (flat observations, fixed goal, terminated at success; default limit MAZE_MAX_EPISODE_STEPS). Extra
+    keyword arguments go to ``gymnasium.make``. Seed it at the first reset: ``env.reset(seed=s)`` (and
+    ``env.action_space.seed(s)`` for random actions).
     """
     import gymnasium as gym
 
+    if check_task(task) in MAZE_ENV_IDS:
+        from gde_ref.envs.pointmaze import register
+        register()
+        steps = MAZE_MAX_EPISODE_STEPS[task] if max_episode_steps is None else max_episode_steps
+        return gym.make(MAZE_ENV_IDS[task], max_episode_steps=steps, **kwargs)
     with quiet_mujoco_warnings():
-        return gym.make(ENV_IDS[check_task(task)], max_episode_steps=max_episode_steps, **kwargs)
+        return gym.make(ENV_IDS[task], max_episode_steps=max_episode_steps or MAX_EPISODE_STEPS, **kwargs)
 
 
 def env_spaces(env):
@@ -102,9 +137,11 @@ def env_spaces(env):
         import gymnasium as gym
         try:
             with quiet_mujoco_warnings():
-                made = make_env(env) if env in ENV_IDS else gym.make(env)
+                task = env if env in ENV_IDS or env in MAZE_ENV_IDS else task_of_env_id(env)
+                made = make_env(task) if task in MAZE_ENV_IDS or env in ENV_IDS else gym.make(env)
         except gym.error.Error as e:
-            raise ValueError(f"unknown env {env!r} ({e}); pass a task ({', '.join(TASKS)}) or a Gymnasium id") from e
+            raise ValueError(f"unknown env {env!r} ({e}); pass a task ({', '.join(TASKS + MAZE_TASKS)}) or a "
+                             "Gymnasium id") from e
         made.close()  # its spaces stay valid
         env = made
     return env.observation_space, env.action_space, getattr(getattr(env, "spec", None), "id", None)
@@ -126,7 +163,7 @@ def normalize_return(returns, ref_min_score, ref_max_score):
 def normalized_score(task, returns):
     """D4RL normalized score of episode returns on a task, with D4RL's reference returns (REF_SCORES).
 
-    Approximate on the v5 envs (see REF_SCORES)."""
+    Approximate on the v5 envs (see REF_SCORES). A PointMaze task's: 100 x the success rate (returns 0 or 1)."""
     return normalize_return(returns, *REF_SCORES[check_task(task)])
 
 
@@ -134,12 +171,19 @@ def parse_dataset_name(name):
     """Split a D4RL-style dataset name ``{task}-{kind}`` into ``(task, kind)``.
 
     ``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``; a quick-preset dataset's name
-    ``"hopper-medium-quick"`` -> ``("hopper", "medium")``. Raises a ValueError listing the valid
-    names for anything else (also for D4RL's versioned names such as ``hopper-medium-v2``).
+    ``"hopper-medium-quick"`` -> ``("hopper", "medium")``. A PointMaze dataset is named by its task:
+    ``"pointmaze-umaze"`` (or ``"pointmaze-umaze-quick"``) -> ``("pointmaze-umaze", "noisy")`` (MAZE_KIND).
+    Raises a ValueError listing the valid names for anything else (also for D4RL's versioned names such
+    as ``hopper-medium-v2``).
     """
-    task, _, kind = str(name).partition("-")
+    text = str(name)
+    maze = text[:-len(QUICK_SUFFIX)] if text.endswith(QUICK_SUFFIX) else text
+    if maze in MAZE_DATASET_NAMES:
+        return maze, MAZE_KIND
+    task, _, kind = text.partition("-")
     kind = kind[:-len(QUICK_SUFFIX)] if kind.endswith(QUICK_SUFFIX) else kind   # hopper-medium-quick: a quick one
     if task not in ENV_IDS or kind not in DATASET_KINDS:
         raise ValueError(f"unknown dataset name {name!r}; valid names are {{{','.join(TASKS)}}}-"
-                         f"{{{','.join(DATASET_KINDS)}}}, e.g. hopper-medium or walker2d-medium-replay")
+                         f"{{{','.join(DATASET_KINDS)}}}, e.g. hopper-medium or walker2d-medium-replay, or "
+                         f"{', '.join(MAZE_DATASET_NAMES)}")
     return task, kind

@@ -25,8 +25,9 @@ from gde_ref.experiments import rundir
 from gde_ref.checkpoint import write_json, write_text
 from gde_ref.config import GDEConfig
 from gde_ref.data.prepare import ObsNormalizer
-from gde_ref.envs.make import make_env, normalized_score, parse_dataset_name
+from gde_ref.envs.make import is_sparse, make_env, normalized_score, parse_dataset_name
 from gde_ref.experiments import pretrain as pretrain_recipe
+from gde_ref.experiments import sparse as sparse_settings
 from gde_ref.experiments.finetune_state import load_learner, read_checkpoint, save_checkpoint, set_env_state
 from gde_ref.finetune.loop import LoopConfig, LoopState, RunInterrupted, final_score, report_rows, run_online
 from gde_ref.finetune.algos import STAGE_ALGOS, algo_row, make_buffer, make_learner
@@ -45,6 +46,8 @@ PRESETS = {
               "report_period": 5_000, "report_episodes": 10, "buffer_size": 250_000},
 }
 FINAL_WINDOW = 10   # locomotion: the reported score is the mean of the last 10 reporting evaluations (B.1)
+# Sparse-reward tasks (PointMaze) take experiments.sparse's settings: F, L and report episodes
+# (sparse.FINETUNE_PRESETS over these), n-step 3 for GDE, rewards r - 1, the final score the last evaluation's.
 # log.csv: one row per evaluation, written as it happens. kind: "report" (the reporting evaluation: eval_return
 # is the mean over ``episodes`` complete episodes, eval_return_std their std) or "stage" (GDE's evaluation
 # stage: eval_return is its score, teacher_* the decision after it). env_step / exploration_steps / updates:
@@ -74,7 +77,7 @@ def offline_agent(dataset, task, seed, preset, offline_path, out, backbone_setti
         return agent, normalizer, meta, os.fspath(offline_path)
     budget = pretrain_recipe.PRESETS[preset]
     steps = pretrain_steps or budget["steps"]
-    config = backbone_settings or backbone_config(backbone)
+    config = backbone_settings or sparse_settings.default_backbone_config(backbone, is_sparse(task))
     name = dataset if backbone == "iql" else f"{dataset}-{backbone}"
     cache = cache_dir or os.path.join(os.path.dirname(os.path.abspath(out)), "pretrained", f"{name}-{preset}-seed{seed}")
     path = os.path.join(cache, "offline.npz")
@@ -159,7 +162,7 @@ def check_settings(algo, settings, given=()):
 
 
 def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_path=None, resume=False, force=False,
-             kl_weight=0.3, n_step=1, action_temperature=1.0, eval_period=None, eval_steps=None,
+             kl_weight=0.3, n_step=None, action_temperature=1.0, eval_period=None, eval_steps=None,
              evaluation_stages=None, update_during_stages=False, reset_optimizers=False, report_period=None,
              report_episodes=None, checkpoint_period=None, buffer_size=None, backbone="iql", backbone_settings=None,
              pretrain_steps=None, cache_dir=None, progress=None, pretrain_progress=None, command=None,
@@ -173,7 +176,8 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
     update_during_stages: also update during stage steps (default no: the scored policy is the one the
     teacher becomes). reset_optimizers: start every Adam state afresh instead of continuing the offline
     agent's (the default, as IQL's own fine-tuning continues one learner across both phases).
-    kl_weight: rho_0; n_step: n of the buffer's returns (1 for locomotion); action_temperature: Fig. 2d's t.
+    kl_weight: rho_0; n_step: n of the buffer's returns (default 1; 3 for GDE on a sparse-reward task);
+    action_temperature: Fig. 2d's t. A sparse-reward task (PointMaze) takes ``experiments.sparse``'s settings.
     backbone_settings (the backbone's config), pretrain_steps, cache_dir: for pretraining when ``offline_path``
     is None; an ``offline_path`` agent of another backbone is refused.
     resume: continue the run in ``out`` (the settings must be the run's); force: delete it and start over.
@@ -186,14 +190,18 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
     backbone_config(backbone)     # an unknown backbone, then an unknown algo (or one not on it): one clear error
     algo_row(algo, backbone)
     task, _ = parse_dataset_name(dataset)
-    p = PRESETS[preset]
+    sparse = is_sparse(task)
+    p = {**PRESETS[preset], **(sparse_settings.FINETUNE_PRESETS[preset] if sparse else {})}
+    n_step = sparse_settings.default_n_step(algo, sparse, STAGE_ALGOS) if n_step is None else n_step
     settings = {"dataset": dataset, "task": task, "backbone": backbone, "algo": algo, "seed": seed, "preset": preset,
                 "steps": steps or p["steps"], "eval_period": eval_period or p["eval_period"],
                 "eval_steps": eval_steps or p["eval_steps"],
                 "evaluation_stages": algo in STAGE_ALGOS if evaluation_stages is None else bool(evaluation_stages),
                 "update_during_stages": bool(update_during_stages), "reset_optimizers": bool(reset_optimizers),
                 "report_period": report_period or p["report_period"],
-                "report_episodes": report_episodes or p["report_episodes"], "final_window": FINAL_WINDOW,
+                "report_episodes": report_episodes or p["report_episodes"],
+                "final_window": sparse_settings.FINAL_WINDOW if sparse else FINAL_WINDOW,
+                "reward_shift": sparse_settings.reward_shift(sparse),
                 "kl_weight": kl_weight, "n_step": n_step, "action_temperature": action_temperature,
                 "checkpoint_period": checkpoint_period or p["checkpoint_period"],
                 "buffer_size": buffer_size or p["buffer_size"]}
@@ -202,7 +210,8 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
         loop_config = LoopConfig(settings["steps"], settings["eval_period"], settings["eval_steps"],
                                  evaluation_stages=settings["evaluation_stages"],
                                  update_during_stages=settings["update_during_stages"],
-                                 report_period=settings["report_period"], report_episodes=settings["report_episodes"])
+                                 report_period=settings["report_period"], report_episodes=settings["report_episodes"],
+                                 reward_shift=settings["reward_shift"])
         gde_config = GDEConfig(kl_weight=kl_weight, n_step=n_step, buffer_size=settings["buffer_size"])
         return _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline_path, backbone_settings,
                          pretrain_steps, cache_dir, progress, pretrain_progress, interrupt_at, stop)
@@ -239,7 +248,7 @@ def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline
     offline = None
     if algo_row(algo).offline_data:
         from gde_ref.data.datasets import load_dataset
-        offline = load_dataset(dataset)
+        offline = sparse_settings.shifted(load_dataset(dataset), settings.get("reward_shift", 0.0))
     buffer = make_buffer(algo, agent.obs_dim, agent.act_dim, gde_config, agent.config.discount, offline, agent)
     learner = make_learner(algo, agent, normalizer, reward_scale, gde_config, settings["action_temperature"], seed=seed,
                            offline=offline, buffer=buffer)
@@ -279,8 +288,8 @@ def _finetune(out, task, algo, settings, saved, loop_config, gde_config, offline
     seconds = time.perf_counter() - t0
     reports = report_rows(rows)
     summary = {"algo": algo, "dataset": dataset, "seed": seed,
-               "final_normalized_score": float(normalized_score(task, final_score(rows, FINAL_WINDOW))),
-               "final_window": FINAL_WINDOW,
+               "final_normalized_score": float(normalized_score(task, final_score(rows, settings["final_window"]))),
+               "final_window": settings["final_window"],
                "last_normalized_score": float(normalized_score(task, reports[-1]["eval_return"])),
                "env_steps": settings["steps"], "exploration_steps": reports[-1]["exploration_steps"],
                "evaluation_stage_steps": settings["steps"] - reports[-1]["exploration_steps"],

@@ -2,6 +2,7 @@
 
     data   = load_dataset("hopper-medium")               # a local Minari dataset (gde-ref make-dataset)
     arrays = prepare_transitions(data, gamma)             # state normalisation, reward scaling
+                                                          # (sparse tasks: r - 1, unscaled; experiments.sparse)
     agent  = make_backbone(backbone, ...)                 # agents.backbones.BACKBONES: iql, td3bc, cql, awac, ...
     for step in range(steps):                             # the backbone's updates on uniform batches
         agent.update(batch, actor_lr=agent.offline_actor_lr(step, steps))   # IQL: cosine decay to 0
@@ -22,7 +23,8 @@ from gde_ref.checkpoint import load_npz, save_npz, write_json, write_text
 from gde_ref.data.datasets import load_dataset
 from gde_ref.data.prepare import ObsNormalizer, prepare_transitions
 from gde_ref.data.returns_to_go import with_returns_to_go
-from gde_ref.envs.make import make_env, normalized_score, task_of_env_id
+from gde_ref.envs.make import is_sparse, make_env, normalized_score, task_of_env_id
+from gde_ref.experiments import sparse as sparse_settings
 from gde_ref.finetune.loop import RunInterrupted
 
 PRESETS = {  # budgets: gradient steps, evaluation period, evaluation episodes
@@ -115,6 +117,7 @@ def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, conf
     """Train ``backbone`` (named in ``agents.backbones.BACKBONES``) offline on ``dataset`` and write
     ``out``/offline.npz, summary.json and log.csv. ``config``: the backbone's config (its defaults if None).
 
+    On a sparse-reward task (PointMaze) the default config and the rewards are ``experiments.sparse``'s.
     ``out`` is claimed as a run directory (``rundir.claim``: one run per directory, a lock, config.json).
     Every ``checkpoint_every`` steps (default: ``eval_every``) and at a stop (``stop()`` True: Ctrl-C) the
     agent, its Adam states, the rng and the log rows go to ``out``/checkpoint.npz, from which ``resume=True``
@@ -123,7 +126,7 @@ def pretrain(dataset, out, steps, seed=0, eval_every=None, eval_episodes=5, conf
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    config = config or backbone_config(backbone)
+    config = config or sparse_settings.default_backbone_config(backbone, sparse_settings.sparse_dataset(dataset))
     eval_every = eval_every or steps
     checkpoint_every = checkpoint_every or eval_every
     settings = {"dataset": dataset, "backbone": backbone, "steps": steps, "seed": seed, "eval_every": eval_every,
@@ -142,10 +145,12 @@ def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, backbone_and
         raise ValueError(f"dataset {dataset} does not say which env it came from; pretrain needs a locomotion "
                          "dataset made by gde-ref make-dataset (or an official Minari mujoco one)")
     task = task_of_env_id(data.env_id)
-    arrays = prepare_transitions(data, config.discount)
+    shift = sparse_settings.reward_shift(is_sparse(task))   # sparse tasks: r - 1, not scaled
+    training = sparse_settings.shifted(data, shift)
+    arrays = prepare_transitions(training, config.discount, scale_rewards=not is_sparse(task))
     agent = make_backbone(backbone, arrays.obs.shape[1], arrays.actions.shape[1], config, seed=seed)
     if getattr(agent, "uses_mc_returns", False):   # Cal-QL: each batch carries its states' returns-to-go
-        arrays = with_returns_to_go(arrays, data, config.discount, config.failure_reward)
+        arrays = with_returns_to_go(arrays, training, config.discount, config.failure_reward)
     rng = np.random.default_rng(seed)
     env = make_env(task)
     rows, first, seconds = [], 1, 0.0
@@ -188,7 +193,7 @@ def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, backbone_and
                "seconds": round(seconds + time.perf_counter() - t0, 1)}
     save_offline(os.path.join(out, "offline.npz"), agent, arrays.normalizer,
                  {"task": task, "dataset": dataset, "data_fingerprint": data.fingerprint(), "seed": seed,
-                  "steps": steps, "reward_scale": arrays.reward_scale,
+                  "steps": steps, "reward_scale": arrays.reward_scale, "reward_shift": shift,
                   "normalized_score": summary["normalized_score"], "command": command})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["step", "return", "normalized_score", *agent.STAT_NAMES])

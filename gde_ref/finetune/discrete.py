@@ -26,8 +26,9 @@
   the ones the penalty pushes down: where that gap is large next to rho, pi_b explores them less than
   epsilon-greedy does; where it is small (on the maze, "up" at the pocket's opening is 0.15 below "right",
   thanks to the few left-goal episodes in the data), pi_b keeps them at a rate epsilon-greedy never reaches
-  (36% against 2.5% there), and GDE's own online data then lifts them (tutorials/01_maze.ipynb measures it;
-  figures/maze_fig2/README.md has the data mix without left-goal episodes, where GDE never reached L).
+  (36% against 2.5% there), and GDE's own online data then lifts them (tutorials/01b_maze_finetune.ipynb
+  measures it; figures/maze_fig2/README.md has the data mix without left-goal episodes, where GDE never
+  reached L).
 """
 import numpy as np
 

@@ -64,6 +64,8 @@ class LoopConfig:
     update_during_stages: bool = False  # also update the learner once per stage step
     report_period: int = 0          # a reporting evaluation every report_period env steps (0: none)
     report_episodes: int = 5        # complete episodes per reporting evaluation
+    reward_shift: float = 0.0       # the buffer stores r + reward_shift (sparse tasks: -1, IQL's r - 1); scores,
+                                    #   episode returns and on_step see the env's own r
 
     def __post_init__(self):
         if min(self.total_steps, self.eval_period, self.eval_steps, self.batch_size, self.report_episodes) < 1:
@@ -140,7 +142,7 @@ def _stage(env, learner, buffer, steps, seed, s, config, rng, on_step):
     for _ in range(steps):
         action = learner.exploit_action(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
-        buffer.add(obs, action, reward, next_obs, terminated, truncated, stream=STAGE)
+        buffer.add(obs, action, reward + config.reward_shift, next_obs, terminated, truncated, stream=STAGE)
         if on_step is not None:
             on_step("eval", obs, action, reward, next_obs, info)
         running += reward
@@ -231,7 +233,7 @@ def run_online(env, eval_env, learner, buffer, config, rng, seed=0, on_step=None
             continue
         action = learner.explore_action(s.obs, rng)
         next_obs, reward, terminated, truncated, info = env.step(action)
-        buffer.add(s.obs, action, reward, next_obs, terminated, truncated, stream=EXPLORE)
+        buffer.add(s.obs, action, reward + config.reward_shift, next_obs, terminated, truncated, stream=EXPLORE)
         if on_step is not None:
             on_step("explore", s.obs, action, reward, next_obs, info)
         s.episode_return += float(reward)
