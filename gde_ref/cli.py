@@ -239,7 +239,8 @@ def build_parser():
     make = sub.add_parser("make-dataset", help="generate a D4RL-protocol dataset (SAC behaviour policies; pointmaze: "
                           "a noisy waypoint controller) and save it as a local Minari dataset")
     make.add_argument("name", metavar="NAME", nargs="+", help="{hopper,halfcheetah,walker2d}-{random,medium,"
-                      "medium-replay,expert,medium-expert} or pointmaze-{umaze,medium,large}; names of one task "
+                      "medium-replay,expert,medium-expert} or pointmaze-{umaze,medium,large}[-goals] (D4RL maze2d "
+                      "protocol; -goals: goal-conditioned); names of one task "
                       "share SAC runs (hopper-medium hopper-medium-replay: one SAC); --json then prints a list")
     make.add_argument("--size", type=int, default=None, help="transitions per behaviour policy (default: the preset's)")
     make.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
@@ -293,7 +294,7 @@ def build_parser():
     fin.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint; settings not "
                      "given are the run's own (config.json)")
     fin.add_argument("--kl-weight", type=float, default=None, metavar="RHO", help="rho_0 of Eq. 5 (default 0.3)")
-    fin.add_argument("--n-step", type=int, default=None, help="n-step returns (default 1; 3 for gde on pointmaze)")
+    fin.add_argument("--n-step", type=int, default=None, help="n-step returns (default 1; 3 for gde on *-goals mazes)")
     fin.add_argument("--action-temperature", type=float, default=None, help="Fig. 2d's t (IQL variants, default 1)")
     fin.add_argument("--eval-period", type=int, default=None, help="F (default: the preset's)")
     fin.add_argument("--eval-steps", type=int, default=None, help="L (default: the preset's)")

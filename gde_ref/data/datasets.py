@@ -35,9 +35,9 @@ from importlib.metadata import version
 
 import numpy as np
 
-from gde_ref.envs.make import (DATASET_NAMES, ENV_IDS, MAZE_DATASET_NAMES, MAZE_ENV_IDS, MAZE_QUICK_NAMES, QUICK_NAMES,
-                               QUICK_SUFFIX, REF_SCORES, env_name, env_spaces, normalize_return, parse_dataset_name,
-                               quiet_mujoco_warnings, task_of_env_id)
+from gde_ref.envs.make import (DATASET_NAMES, ENV_IDS, MAZE2D_ENV_IDS, MAZE_DATASET_NAMES, MAZE_ENV_IDS,
+                               MAZE_QUICK_NAMES, QUICK_NAMES, QUICK_SUFFIX, REF_SCORES, env_name, env_spaces,
+                               normalize_return, parse_dataset_name, quiet_mujoco_warnings, task_of_env_id)
 
 NAMESPACE = "gde-ref"  # our datasets: gde-ref/{task}/{kind}-v0
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
@@ -49,12 +49,15 @@ ALL_NAMES = DATASET_NAMES + QUICK_NAMES + MAZE_DATASET_NAMES + MAZE_QUICK_NAMES
 
 def dataset_id(name):
     """Minari id of a D4RL-style name: ``hopper-medium`` -> ``gde-ref/hopper/medium-v0``, a quick-preset one
-    ``hopper-medium-quick`` -> ``gde-ref/hopper/medium-quick-v0``; a maze one ``pointmaze-umaze`` ->
-    ``gde-ref/pointmaze/umaze-v0`` (Minari's own is ``D4RL/pointmaze/umaze-v2``)."""
+    ``hopper-medium-quick`` -> ``gde-ref/hopper/medium-quick-v0``; a maze one: the maze2d ``pointmaze-umaze`` ->
+    ``gde-ref/pointmaze/umaze-v1``, the goal-conditioned ``pointmaze-umaze-goals`` ->
+    ``gde-ref/pointmaze/umaze-goals-v0`` (Minari's own is ``D4RL/pointmaze/umaze-v2``). The maze2d ids are
+    version 1 because ``gde-ref/pointmaze/umaze-v0`` held goal-conditioned data before the maze2d protocol
+    took the plain names: such an old dataset is never loaded under the new name."""
     task, kind = parse_dataset_name(name)
     quick = QUICK_SUFFIX if str(name).endswith(QUICK_SUFFIX) else ''
     if task in MAZE_ENV_IDS:
-        return f"{NAMESPACE}/{task.replace('-', '/', 1)}{quick}-v0"
+        return f"{NAMESPACE}/{task.replace('-', '/', 1)}{quick}-v{1 if task in MAZE2D_ENV_IDS else 0}"
     return f"{NAMESPACE}/{task}/{kind}{quick}-v0"
 
 

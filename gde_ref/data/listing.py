@@ -1,5 +1,5 @@
 """The local Minari datasets at a glance: ``gde-ref datasets`` (id, D4RL-style name, env, size, behaviour score;
-a PointMaze dataset's score is its success rate x 100, and its rows carry ``success_rate``)."""
+a goal-conditioned PointMaze dataset's score is its success rate x 100, and its rows carry ``success_rate``)."""
 import json
 
 import numpy as np
@@ -52,5 +52,7 @@ def format_datasets(rows):
     lines = ["  ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths)))
              for line in table]
     return "\n".join(lines + ["score: D4RL normalized score of the mean episode return (reference returns from "
-                              "the older MuJoCo envs: approximate on v5); pointmaze: 100 x the success rate (the share "
-                              "of episodes that reach their goal)"])
+                              "the older MuJoCo envs: approximate on v5); pointmaze-*-goals: 100 x the success rate "
+                              "(the share of episodes that reach their goal); pointmaze-* (maze2d): of the mean "
+                              "relabelled episode, which chases another goal (the controller's own score on the "
+                              "task: metadata behaviour_score)"])

@@ -3,11 +3,13 @@
     env = make_env("hopper")                       # Gymnasium Hopper-v5, 1000-step time limit
     normalized_score("hopper", 1600.0)             # 49.8: D4RL's 100 (R - R_min) / (R_max - R_min)
     parse_dataset_name("walker2d-medium-replay")   # ("walker2d", "medium-replay")
-    make_env("pointmaze-umaze")                    # sparse-reward PointMaze, fixed goal (envs.pointmaze)
-    normalized_score("pointmaze-umaze", 0.7)       # 70.0: success rate x 100
+    make_env("pointmaze-umaze")                    # sparse-reward PointMaze, D4RL maze2d protocol (envs.pointmaze)
+    normalized_score("pointmaze-umaze", 161.86)    # 100.0: D4RL maze2d's reference returns
+    normalized_score("pointmaze-umaze-goals", 0.7) # 70.0: success rate x 100 (the goal-conditioned variant)
 
-The MuJoCo locomotion tasks (TASKS) and the sparse-reward PointMaze tasks (MAZE_TASKS, ``envs.pointmaze``; a
-maze dataset's name is its task's, e.g. ``pointmaze-umaze``, made by ``data.pointmaze_data``).
+The MuJoCo locomotion tasks (TASKS) and the sparse-reward PointMaze tasks (MAZE_TASKS, ``envs.pointmaze``: the
+maze2d protocol MAZE2D_TASKS and the goal-conditioned GOAL_MAZE_TASKS; a maze dataset's name is its task's,
+e.g. ``pointmaze-umaze`` or ``pointmaze-umaze-goals``, made by ``data.pointmaze_data``).
 
 Gymnasium is imported only when an env is made, so importing this module is cheap.
 """
@@ -37,24 +39,45 @@ DATASET_NAMES = tuple(f"{task}-{kind}" for task in TASKS for kind in DATASET_KIN
 QUICK_SUFFIX = "-quick"
 QUICK_NAMES = tuple(name + QUICK_SUFFIX for name in DATASET_NAMES)
 
-# Sparse-reward PointMaze tasks (envs.pointmaze): task -> our registered Gymnasium id (flat observations, fixed
-# goal, the episode ends at success) and its time limit (D4RL maze2d's and Gymnasium-Robotics': 300, 600, 800).
-# An evaluation episode's return is 1 (success) or 0, so R_min, R_max = 0, 1 make the normalized score
-# 100 x the success rate, as for D4RL's antmaze (whose eval env also ends at success).
-MAZE_ENV_IDS = {"pointmaze-umaze": "gde_ref/PointMaze_UMaze-v0", "pointmaze-medium": "gde_ref/PointMaze_Medium-v0",
-                "pointmaze-large": "gde_ref/PointMaze_Large-v0"}
-MAZE_TASKS = tuple(MAZE_ENV_IDS)
-MAZE_MAX_EPISODE_STEPS = {"pointmaze-umaze": 300, "pointmaze-medium": 600, "pointmaze-large": 800}
-REF_SCORES.update({task: (0.0, 1.0) for task in MAZE_TASKS})
+# Sparse-reward PointMaze tasks (envs.pointmaze), two protocols on the same mazes and controller data:
+# * pointmaze-{umaze,medium,large}, the default: D4RL's maze2d protocol. Observations (x, y, vx, vy), no goal;
+#   one fixed goal, rewards relabelled against it, the env never ends at the goal (the return counts the steps
+#   spent there), scored with D4RL's maze2d reference returns (d4rl/infos.py), so the score is comparable in
+#   kind with published maze2d-*-v1 numbers.
+# * pointmaze-{umaze,medium,large}-goals: goal-conditioned ([x, y, vx, vy, goal_x, goal_y]), each data episode
+#   ends at its own goal; the eval env ends at success, R_min, R_max = 0, 1: 100 x the success rate (as antmaze).
+# task -> our registered Gymnasium id; time limits are D4RL maze2d's and Gymnasium-Robotics': 300, 600, 800.
+MAZE2D_ENV_IDS = {"pointmaze-umaze": "gde_ref/Maze2d_UMaze-v0", "pointmaze-medium": "gde_ref/Maze2d_Medium-v0",
+                  "pointmaze-large": "gde_ref/Maze2d_Large-v0"}
+GOAL_MAZE_ENV_IDS = {"pointmaze-umaze-goals": "gde_ref/PointMaze_UMaze-v0",
+                     "pointmaze-medium-goals": "gde_ref/PointMaze_Medium-v0",
+                     "pointmaze-large-goals": "gde_ref/PointMaze_Large-v0"}
+MAZE_ENV_IDS = {**MAZE2D_ENV_IDS, **GOAL_MAZE_ENV_IDS}
+MAZE2D_TASKS, GOAL_MAZE_TASKS = tuple(MAZE2D_ENV_IDS), tuple(GOAL_MAZE_ENV_IDS)
+MAZE_TASKS = MAZE2D_TASKS + GOAL_MAZE_TASKS
+MAZE_OF_TASK = {task: task.split("-")[1] for task in MAZE_TASKS}   # "pointmaze-umaze-goals" -> "umaze"
+MAZE_MAX_EPISODE_STEPS = {task: {"umaze": 300, "medium": 600, "large": 800}[MAZE_OF_TASK[task]] for task in MAZE_TASKS}
+REF_SCORES.update({"pointmaze-umaze": (23.85, 161.86), "pointmaze-medium": (13.13, 277.39),   # D4RL maze2d sparse
+                   "pointmaze-large": (6.7, 273.99)})
+REF_SCORES.update({task: (0.0, 1.0) for task in GOAL_MAZE_TASKS})
 MAZE_KIND = "noisy"   # the one kind of maze data: the waypoint controller with N(0, 0.5^2) action noise
 MAZE_DATASET_NAMES = MAZE_TASKS
 MAZE_QUICK_NAMES = tuple(name + QUICK_SUFFIX for name in MAZE_DATASET_NAMES)
-SPARSE_TASKS = MAZE_TASKS   # the tasks that take the paper's sparse-reward settings (Table 7's antmaze column)
+SPARSE_TASKS = GOAL_MAZE_TASKS   # the tasks that take the paper's sparse-reward settings (Table 7's antmaze column)
 
 
 def is_sparse(task):
-    """True for a sparse-reward task (success = 1, else 0): the PointMaze tasks."""
+    """True for a task that takes the paper's sparse-reward settings (Table 7's antmaze column,
+    ``experiments.sparse``): the goal-conditioned PointMaze tasks, whose episodes end at success. The maze2d
+    ones (never ending, a return of up to hundreds of steps at the goal) take the locomotion settings, as
+    CORL's IQL maze2d configs (expectile 0.7, temperature 3), but their rewards are not scaled (``scales_rewards``)."""
     return task in SPARSE_TASKS
+
+
+def scales_rewards(task):
+    """True if offline rewards are scaled by 1000 / (max - min episode return) (IQL's locomotion rule): not on a
+    PointMaze task (the goal-conditioned: r - 1; maze2d: the 0/1 rewards as they are, as CORL's IQL does)."""
+    return task not in MAZE_TASKS
 
 
 def stored_dataset_name(name, preset):
@@ -76,7 +99,8 @@ def env_name(env_id):
 
 def task_of_env_id(env_id):
     """The task of a Gymnasium env id of any version (``"Walker2d-v4"`` -> ``"walker2d"``,
-    ``"gde_ref/PointMaze_UMaze-v0"`` -> ``"pointmaze-umaze"``), or None."""
+    ``"gde_ref/Maze2d_UMaze-v0"`` -> ``"pointmaze-umaze"``, ``"gde_ref/PointMaze_UMaze-v0"`` ->
+    ``"pointmaze-umaze-goals"``), or None."""
     for task, maze_id in MAZE_ENV_IDS.items():
         if str(env_id).split("-v")[0] == maze_id.split("-v")[0]:
             return task
@@ -116,7 +140,8 @@ def make_env(task, max_episode_steps=None, **kwargs):
 
     Locomotion: the v5 envs with their default options and a ``max_episode_steps`` time limit (default 1000;
     a truncation, not a terminal). PointMaze (``pointmaze-umaze``, ...): ``envs.pointmaze``'s evaluation env
-    (flat observations, fixed goal, terminated at success; default limit MAZE_MAX_EPISODE_STEPS). Extra
+    (maze2d: (x, y, vx, vy), fixed goal, never terminated; ``-goals``: the goal appended, terminated at success;
+    default limit MAZE_MAX_EPISODE_STEPS). Extra
     keyword arguments go to ``gymnasium.make``. Seed it at the first reset: ``env.reset(seed=s)`` (and
     ``env.action_space.seed(s)`` for random actions).
     """
@@ -163,7 +188,8 @@ def normalize_return(returns, ref_min_score, ref_max_score):
 def normalized_score(task, returns):
     """D4RL normalized score of episode returns on a task, with D4RL's reference returns (REF_SCORES).
 
-    Approximate on the v5 envs (see REF_SCORES). A PointMaze task's: 100 x the success rate (returns 0 or 1)."""
+    Approximate on the v5 envs (see REF_SCORES). A maze2d PointMaze task's: D4RL maze2d's reference returns
+    (a return is the number of steps at the goal); a goal-conditioned one's: 100 x the success rate (0 or 1)."""
     return normalize_return(returns, *REF_SCORES[check_task(task)])
 
 
@@ -172,7 +198,8 @@ def parse_dataset_name(name):
 
     ``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``; a quick-preset dataset's name
     ``"hopper-medium-quick"`` -> ``("hopper", "medium")``. A PointMaze dataset is named by its task:
-    ``"pointmaze-umaze"`` (or ``"pointmaze-umaze-quick"``) -> ``("pointmaze-umaze", "noisy")`` (MAZE_KIND).
+    ``"pointmaze-umaze"`` (or ``"pointmaze-umaze-quick"``) -> ``("pointmaze-umaze", "noisy")`` (MAZE_KIND),
+    ``"pointmaze-umaze-goals"`` -> ``("pointmaze-umaze-goals", "noisy")``.
     Raises a ValueError listing the valid names for anything else (also for D4RL's versioned names such
     as ``hopper-medium-v2``).
     """

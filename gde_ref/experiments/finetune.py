@@ -46,8 +46,9 @@ PRESETS = {
               "report_period": 5_000, "report_episodes": 10, "buffer_size": 250_000},
 }
 FINAL_WINDOW = 10   # locomotion: the reported score is the mean of the last 10 reporting evaluations (B.1)
-# Sparse-reward tasks (PointMaze) take experiments.sparse's settings: F, L and report episodes
-# (sparse.FINETUNE_PRESETS over these), n-step 3 for GDE, rewards r - 1, the final score the last evaluation's.
+# Sparse-reward tasks (the goal-conditioned PointMaze ones) take experiments.sparse's settings: F, L and report
+# episodes (sparse.FINETUNE_PRESETS over these), n-step 3 for GDE, rewards r - 1, the final score the last
+# evaluation's. The maze2d PointMaze tasks take these (locomotion) settings, with unscaled 0/1 rewards.
 # log.csv: one row per evaluation, written as it happens. kind: "report" (the reporting evaluation: eval_return
 # is the mean over ``episodes`` complete episodes, eval_return_std their std) or "stage" (GDE's evaluation
 # stage: eval_return is its score, teacher_* the decision after it). env_step / exploration_steps / updates:
@@ -177,7 +178,7 @@ def finetune(dataset, algo, out, steps=None, seed=0, preset="laptop", offline_pa
     teacher becomes). reset_optimizers: start every Adam state afresh instead of continuing the offline
     agent's (the default, as IQL's own fine-tuning continues one learner across both phases).
     kl_weight: rho_0; n_step: n of the buffer's returns (default 1; 3 for GDE on a sparse-reward task);
-    action_temperature: Fig. 2d's t. A sparse-reward task (PointMaze) takes ``experiments.sparse``'s settings.
+    action_temperature: Fig. 2d's t. A sparse-reward task (``pointmaze-*-goals``) takes ``experiments.sparse``'s.
     backbone_settings (the backbone's config), pretrain_steps, cache_dir: for pretraining when ``offline_path``
     is None; an ``offline_path`` agent of another backbone is refused.
     resume: continue the run in ``out`` (the settings must be the run's); force: delete it and start over.

@@ -2,7 +2,8 @@
 
     data   = load_dataset("hopper-medium")               # a local Minari dataset (gde-ref make-dataset)
     arrays = prepare_transitions(data, gamma)             # state normalisation, reward scaling
-                                                          # (sparse tasks: r - 1, unscaled; experiments.sparse)
+                                                          # (sparse tasks: r - 1, unscaled; experiments.sparse;
+                                                          #  maze2d: 0/1 as they are)
     agent  = make_backbone(backbone, ...)                 # agents.backbones.BACKBONES: iql, td3bc, cql, awac, ...
     for step in range(steps):                             # the backbone's updates on uniform batches
         agent.update(batch, actor_lr=agent.offline_actor_lr(step, steps))   # IQL: cosine decay to 0
@@ -23,7 +24,7 @@ from gde_ref.checkpoint import load_npz, save_npz, write_json, write_text
 from gde_ref.data.datasets import load_dataset
 from gde_ref.data.prepare import ObsNormalizer, prepare_transitions
 from gde_ref.data.returns_to_go import with_returns_to_go
-from gde_ref.envs.make import is_sparse, make_env, normalized_score, task_of_env_id
+from gde_ref.envs.make import is_sparse, make_env, normalized_score, scales_rewards, task_of_env_id
 from gde_ref.experiments import sparse as sparse_settings
 from gde_ref.finetune.loop import RunInterrupted
 
@@ -147,7 +148,7 @@ def _pretrain(dataset, out, steps, seed, eval_every, eval_episodes, backbone_and
     task = task_of_env_id(data.env_id)
     shift = sparse_settings.reward_shift(is_sparse(task))   # sparse tasks: r - 1, not scaled
     training = sparse_settings.shifted(data, shift)
-    arrays = prepare_transitions(training, config.discount, scale_rewards=not is_sparse(task))
+    arrays = prepare_transitions(training, config.discount, scale_rewards=scales_rewards(task))   # mazes: not
     agent = make_backbone(backbone, arrays.obs.shape[1], arrays.actions.shape[1], config, seed=seed)
     if getattr(agent, "uses_mc_returns", False):   # Cal-QL: each batch carries its states' returns-to-go
         arrays = with_returns_to_go(arrays, training, config.discount, config.failure_reward)

@@ -1,6 +1,10 @@
 """The paper's sparse-reward settings (Table 7's antmaze column, Appendix B.1 and B.3), picked by task wherever
-the pipeline chooses settings (``pretrain``, ``finetune``): for the PointMaze tasks (``envs.make.SPARSE_TASKS``).
-Locomotion settings are untouched.
+the pipeline chooses settings (``pretrain``, ``finetune``): for the goal-conditioned PointMaze tasks
+(``pointmaze-*-goals``, ``envs.make.SPARSE_TASKS``), whose episodes end at success as antmaze's do. Locomotion
+settings are untouched. The maze2d PointMaze tasks (``pointmaze-umaze``, ...: never ending, the return counts
+steps at the goal) are not sparse here: they take the locomotion settings (IQL expectile 0.7, temperature 3,
+n-step 1, the mean of the last 10 evaluations), as CORL's IQL maze2d configs (the paper and IQL's report no
+maze2d), with the 0/1 rewards neither shifted nor scaled (``envs.make.scales_rewards``; CORL leaves them too).
 
 * IQL backbone: expectile 0.9, AWR temperature 10 (``IQLConfig.for_antmaze``). Other backbones keep their
   defaults (Table 7 gives sparse-reward values for IQL only).
