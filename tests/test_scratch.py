@@ -210,3 +210,13 @@ def test_sac_preload_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp
     assert size > 400, "the offline transitions are in the buffer too"
     offline = arrays["buffer/obs"][:size - 400]
     assert offline.shape[0] <= 160 and meta["learner"]["explore_steps"] == 400   # 4 rollouts of <= 40 steps
+
+
+@pytest.mark.parametrize("algo", ["fromscratch", "sac-preload"])
+def test_reset_optimizers_is_refused_for_the_rows_that_never_read_the_offline_optimizers(algo):
+    from gde_ref.experiments.finetune import check_settings
+    settings = {"backbone": "iql", "evaluation_stages": False, "action_temperature": 1.0, "eval_steps": 50,
+                "steps": 600, "checkpoint_period": 200}
+    check_settings(algo, settings, given=())
+    with pytest.raises(ValueError, match="--reset-optimizers would do nothing for " + algo):
+        check_settings(algo, settings, given=("reset_optimizers",))

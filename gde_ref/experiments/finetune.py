@@ -145,7 +145,7 @@ def check_settings(algo, settings, given=()):
     unused = {"kl_weight": "kl_weight" not in row.reads,
               "action_temperature": "action_temperature" not in row.reads and settings["action_temperature"] != 1.0,
               "eval_period": not stages, "eval_steps": not stages, "update_during_stages": not stages,
-              "reset_optimizers": algo == "offline"}
+              "reset_optimizers": algo in ("offline", "fromscratch", "sac-preload")}   # no offline Adam state used
     refused = [k for k in given if unused.get(k)]
     if refused:
         why = "it has no evaluation stages" if set(refused) <= {"eval_period", "eval_steps", "update_during_stages"} \
