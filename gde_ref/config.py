@@ -115,7 +115,8 @@ class CalQLConfig(CQLConfig):
     antmaze recipe also turns on CQL's Lagrange form (gap 0.8), a 4-layer Q, policy lr 1e-4 and the max
     target backup; our CQL backbone has none of these, so they are not settings here."""
 
-    failure_reward: float | None = None   # r_neg of the sparse-failure rule, raw reward units (None: no rule)
+    failure_reward: float | None = None   # r_neg of the sparse-failure rule, in the stored rewards' units (after
+    #                                     a sparse task's r - 1 shift, before the reward scale; None: no rule)
     mixing_ratio: float = 0.5             # offline share of an online batch (run_antmaze.sh: 0.5)
 
     def __post_init__(self):

@@ -19,7 +19,7 @@ from each state. The rule (``returns_to_go``, the official ``calc_return_to_go``
   it is complete, our transitions are sampleable at once (every method here learns from the same stream of
   data; a row of the running episode only lacks its bound for a while).
 
-Rewards are raw here (the buffers store raw env data); G is linear in the rewards, failure rule included, so
+Rewards are as stored here (the env's, shifted by r - 1 on the sparse tasks, not yet scaled); G is linear in the rewards, failure rule included, so
 scaling G by the reward scale when a batch is drawn is the same as computing it from scaled rewards.
 Locomotion: the official Cal-QL computes G only for antmaze and Adroit (sparse rewards; any other env raises).
 We apply the same rule to the dense locomotion rewards with no failure rule (``failure_reward`` None, the
