@@ -120,6 +120,27 @@ def test_update_moves_lambda_towards_the_better_valued_actions_and_leaves_the_pr
     assert {"mixing_loss", "lambda_mean", "critic_loss"} <= stats.keys() and 0 < stats["lambda_mean"] < 1
 
 
+@pytest.mark.parametrize("prior_better", [True, False])
+def test_update_moves_lambda_towards_the_better_valued_actions(prior_better):
+    """Q(s, a) = sum(a), the prior's actions near +1 and the policy's near -1 (or the reverse): Lambda, the
+    prior's share, rises at every batch state when the prior's actions are valued higher, and falls when not."""
+    from gde_ref.data.batch import Batch
+    bp = learner(trajectories(), lambda_init=0.5)
+    sign = 1.0 if prior_better else -1.0
+    bp.prior.views["2.bias"][:], bp.prior.views["extra"][:] = 5.0 * sign, -5.0
+    bp.agent.actor.views["2.bias"][:], bp.agent.actor.views["extra"][:] = -5.0 * sign, -5.0
+    bp.agent.q_values = lambda states, actions: actions.sum(1)
+    rng = np.random.default_rng(2)
+    batch = Batch(rng.normal(size=(32, 2)).astype(np.float32), rng.uniform(-1, 1, (32, 3)).astype(np.float32),
+                  rng.normal(size=32).astype(np.float32), np.full(32, 0.99, np.float32),
+                  rng.normal(size=(32, 2)).astype(np.float32))
+    before = sigmoid(bp.mixing.forward(batch.next_obs)[:, 0])
+    for _ in range(3):
+        bp.update(batch, 0.0)
+    after = sigmoid(bp.mixing.forward(batch.next_obs)[:, 0])
+    assert np.all(after > before) if prior_better else np.all(after < before)
+
+
 def test_quick_run_resumes_bit_identically(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     env = make_env("hopper", max_episode_steps=40)
@@ -157,3 +178,30 @@ def test_quick_run_resumes_bit_identically(tmp_path, monkeypatch, capsys):
     assert meta_a == meta_b
     speed = "env_steps_per_second"
     assert {k: v for k, v in summary_a.items() if k != speed} == {k: v for k, v in summary_b.items() if k != speed}
+
+
+def test_raw_inputs_are_normalised_once():
+    """With the data's normaliser and reward scale, fed raw observations and batches, BpIQL acts (Lambda, prior
+    and policy) and updates (IQL and Lambda) exactly as its twin with the identity and scale 1 fed the
+    normalised ones."""
+    from gde_ref.data.batch import Batch
+    data = trajectories()
+    norm, scale = ObsNormalizer(np.array([2.0, -1.0], np.float32), np.array([0.25, 3.0], np.float32)), np.float32(7.0)
+    cfg = BpIQLConfig(prior_hidden=(32, 32), prior_steps=50, lambda_hidden=(16, 16), lambda_init=0.5)
+    raw_learner = BpIQLFinetuner(IQLAgent(2, 3, SMALL, seed=0), norm, scale, data, cfg, seed=3)
+    twin = BpIQLFinetuner(IQLAgent(2, 3, SMALL, seed=0), ObsNormalizer.identity(2), 1.0, data, cfg, seed=3)
+    rng = np.random.default_rng(2)
+    obs = (3.0 * rng.normal(size=(32, 2)) + 1.0).astype(np.float32)
+    x = (obs - norm.mean) / norm.std
+    r1, r2 = np.random.default_rng(4), np.random.default_rng(4)
+    for t in range(20):
+        np.testing.assert_array_equal(raw_learner.explore_action(obs[t], r1), twin.explore_action(x[t], r2))
+        np.testing.assert_array_equal(raw_learner.exploit_action(obs[t]), twin.exploit_action(x[t]))
+    assert 0 < raw_learner.prior_actions < 20, "both the prior and the policy acted"
+    raw = Batch(obs, rng.uniform(-1, 1, (32, 3)).astype(np.float32), rng.normal(size=32).astype(np.float32),
+                np.full(32, 0.99, np.float32), obs[::-1].copy())
+    assert raw_learner.update(raw, 0.0) == twin.update(raw._replace(obs=x, next_obs=x[::-1].copy(),
+                                                                    rewards=raw.rewards * scale), 0.0)
+    for name, arr in twin.state().items():
+        if isinstance(arr, np.ndarray):
+            np.testing.assert_array_equal(raw_learner.state()[name], arr, err_msg=name)

@@ -210,3 +210,28 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch, 
     assert {k: v for k, v in summary_a.items() if k != speed} == {k: v for k, v in summary_b.items() if k != speed}
     _, end = load_npz(a / "checkpoint.npz")
     assert end["learner"]["jsrl/explore_steps"] == 600 and not summary_a["evaluation_stages"]
+
+
+def test_raw_inputs_are_normalised_once():
+    """With the data's normaliser and reward scale, fed raw observations and batches, the learner acts (guide
+    and pi^e) and updates exactly as its twin with the identity and scale 1 fed the normalised ones."""
+    norm = ObsNormalizer(np.linspace(-3.0, 3.0, OBS).astype(np.float32),
+                         np.geomspace(0.25, 4.0, OBS).astype(np.float32))
+    scale = np.float32(7.0)
+    cfg = JSRLConfig(h1_from="dataset")                         # H_1 = 16: the guide plays t < 14, pi^e after
+    raw_learner = JSRLFinetuner(agent(), norm, scale, cfg, offline=small_offline())
+    twin = JSRLFinetuner(agent(), identity(), 1.0, cfg, offline=small_offline())
+    rng = np.random.default_rng(3)
+    obs = (3.0 * rng.normal(size=(16, OBS)) + 1.0).astype(np.float32)
+    x = (obs - norm.mean) / norm.std
+    r1, r2 = np.random.default_rng(4), np.random.default_rng(4)
+    for t in range(16):
+        np.testing.assert_array_equal(raw_learner.explore_action(obs[t], r1), twin.explore_action(x[t], r2))
+        np.testing.assert_array_equal(raw_learner.exploit_action(obs[t]), twin.exploit_action(x[t]))
+    from gde_ref.data.batch import Batch
+    raw = Batch(obs, rng.uniform(-1, 1, (16, ACT)).astype(np.float32), rng.normal(size=16).astype(np.float32),
+                np.full(16, 0.99, np.float32), obs[::-1].copy())
+    assert raw_learner.update(raw, 0.5) == twin.update(raw._replace(obs=x, next_obs=x[::-1].copy(),
+                                                                    rewards=raw.rewards * scale), 0.5)
+    for name, arr in twin.state().items():
+        np.testing.assert_array_equal(raw_learner.state()[name], arr, err_msg=name)

@@ -252,3 +252,49 @@ def test_cli_run_and_resume_is_bit_identical(agents, tmp_path, capsys, monkeypat
         assert [int(r["env_step"]) for r in rows] == [100, 250, 400, 550]
         assert float(rows[0]["kl_weight"]) == 0.3 and float(rows[0]["teacher_score"]) == float(rows[0]["eval_return"])
         assert all(0.0 <= float(r["kl_weight"]) for r in rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# raw inputs: each learner normalises observations and scales rewards exactly once
+# ------------------------------------------------------------------------------------------------
+def skewed(n=OBS):
+    """A normaliser far from the identity (mean 3, std 0.25 .. 4), so that a missing or a doubled
+    normalisation changes every action and every update."""
+    return ObsNormalizer(np.linspace(-3.0, 3.0, n).astype(np.float32), np.geomspace(0.25, 4.0, n).astype(np.float32))
+
+
+def normalised(norm, raw, reward_scale):
+    """What AgentInputs should make of a raw batch (float64): (s - mean) / std, r * scale."""
+    m, s = norm.mean.astype(np.float64), norm.std.astype(np.float64)
+    return raw._replace(obs=(raw.obs - m) / s, next_obs=(raw.next_obs - m) / s, rewards=raw.rewards * reward_scale)
+
+
+@pytest.mark.parametrize("algo", ["pex", "qdagger"])
+def test_raw_inputs_are_normalised_once(algo):
+    """A learner with the data's normaliser and reward scale, fed raw observations and batches, acts and
+    updates exactly as its twin with the identity and scale 1 fed the normalised ones (float64)."""
+    norm, scale = skewed(), 7.0
+
+    def build(normalizer, reward_scale):
+        agent, _ = float64_learner(4)
+        if algo == "pex":
+            return PEXFinetuner(agent, normalizer, reward_scale, seed=4)
+        q = QDaggerFinetuner(agent, normalizer, reward_scale, coefficient=0.3)
+        q.teacher_params += 0.05                       # a teacher that differs from the student: the KL term acts
+        q.after_evaluation(100.0, 0)
+        q.after_evaluation(40.0, 1)
+        return q
+    raw_learner, twin = build(norm, scale), build(identity(), 1.0)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        raw = make_batch(rng)
+        raw = raw._replace(obs=3.0 * raw.obs + 1.0, next_obs=3.0 * raw.next_obs + 1.0)
+        stats_raw, stats_twin = raw_learner.update(raw, 0.5), twin.update(normalised(norm, raw, scale), 0.5)
+        assert stats_raw == stats_twin
+        o = raw.obs[0]
+        x = normalised(norm, raw, scale).obs[0]
+        np.testing.assert_array_equal(raw_learner.exploit_action(o), twin.exploit_action(x))
+        np.testing.assert_array_equal(raw_learner.explore_action(o, np.random.default_rng(1)).copy(),
+                                      twin.explore_action(x, np.random.default_rng(1)))
+    for name, arr in twin.state().items():
+        np.testing.assert_array_equal(raw_learner.state()[name], arr, err_msg=name)

@@ -86,7 +86,8 @@ def _rnd(ctx):
 
 
 def _bpiql(ctx):
-    need_offline(ctx, "fits its behavioural prior to the offline data")
+    need_offline(ctx, "fits its behavioural prior to the offline data and conditions it on each batch's own "
+                      "action", n_steps=(1,))
     return BpIQLFinetuner(ctx.agent, ctx.normalizer, ctx.reward_scale, ctx.offline, seed=ctx.seed)
 
 
