@@ -7,8 +7,7 @@ import sys
 
 def _bench(args):
     from gde_ref.bench import format_table, run_bench
-    if not args.json:
-        print("benchmarking (about a minute)...", file=sys.stderr)
+    print("benchmarking (about a minute)...", file=sys.stderr) if not args.json else None
     result = run_bench(seconds=args.seconds, tasks=tuple(args.tasks.split(",")))
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
@@ -31,7 +30,7 @@ def _make_dataset(args):
     bar = tqdm(total=total, unit="step", desc=",".join(args.name), disable=args.json, file=sys.stderr, mininterval=1.0, delay=0.5)
     with bar, blas_threads(1):  # small networks: one BLAS thread is faster on a shared machine
         made = make_datasets(args.name, args.size, args.seed, args.preset, progress=bar.update,
-                             policy_out=args.save_policy, log=None if args.json else bar.write)
+                             policy_out=args.save_policy, log=None if args.json else bar.write, controller=args.controller)
     if args.json:
         infos = [info for _, info in made]
         print(json.dumps(infos[0] if len(infos) == 1 else infos, indent=2))
@@ -89,15 +88,13 @@ def _maze(args):
     cfg = preset(args.preset)
     log = (lambda *a: None) if args.json else (lambda text: tqdm.write(text, file=sys.stderr))
 
-    def progress(desc, total):
-        return tqdm(total=total, desc=desc, disable=args.json, file=sys.stderr, mininterval=1.0, delay=0.5)
+    def progress(desc, total): return tqdm(total=total, desc=desc, disable=args.json, file=sys.stderr, mininterval=1.0, delay=0.5)  # noqa: E704
 
     with blas_threads(1):  # 2x64 networks: one BLAS thread is fastest
         results = run(cfg, range(args.seeds), args.out, progress=progress, log=log, workers=args.workers)
     if args.json:
         keep = ("final_return", "goal")
-        print(json.dumps({"optimal_return": results["optimal_return"],
-                          "right_goal_return": results["right_goal_return"],
+        print(json.dumps({"optimal_return": results["optimal_return"], "right_goal_return": results["right_goal_return"],
                           "methods": {m: {k: d[k] for k in keep} for m, d in results["methods"].items()},
                           "offline": results["offline"], "dataset": results["dataset"]}, indent=2))
     else:
@@ -150,8 +147,7 @@ def _fill_finetune_settings(args):
         if getattr(args, key) is None:
             setattr(args, key, saved.get(key, FINETUNE_DEFAULTS.get(key)))
     if args.dataset is None:
-        raise ValueError("--dataset is required (e.g. --dataset hopper-medium), except with --resume of an "
-                         "existing run")
+        raise ValueError("--dataset is required (e.g. --dataset hopper-medium), except with --resume of a run")
 
 
 def _finetune(args):
@@ -221,6 +217,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser():
     from gde_ref import __version__
     from gde_ref.agents.backbones import BACKBONES
+    from gde_ref.experiments.ant_controller import add_parser as add_ant_controller
     from gde_ref.experiments.sweep import add_arguments as sweep_arguments
     from gde_ref.finetune.algos import ALGOS
     parser = OneLineParser(prog="gde-ref", description="Guided Decoupled Exploration (GDE), "
@@ -232,19 +229,20 @@ def build_parser():
     bench.add_argument("--seconds", type=float, default=2.0, help="time spent on each measurement (default 2)")
     bench.add_argument("--tasks", default="hopper,halfcheetah", help="comma-separated: hopper, halfcheetah")
     bench.set_defaults(run=_bench)
-    datasets = sub.add_parser("datasets", help="list the local offline datasets (Minari) with transitions, episodes "
-                              "and behaviour normalized score")
+    datasets = sub.add_parser("datasets", help="list the local offline datasets (Minari): transitions, episodes, behaviour score")
     datasets.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     datasets.set_defaults(run=_datasets)
-    make = sub.add_parser("make-dataset", help="generate a D4RL-protocol dataset (SAC behaviour policies; pointmaze: "
-                          "a noisy waypoint controller) and save it as a local Minari dataset")
-    make.add_argument("name", metavar="NAME", nargs="+", help="{hopper,halfcheetah,walker2d}-{random,medium,"
-                      "medium-replay,expert,medium-expert} or pointmaze-{umaze,medium,large}[-goals] (D4RL maze2d "
-                      "protocol; -goals: goal-conditioned); names of one task "
+    make = sub.add_parser("make-dataset", help="generate a D4RL-protocol dataset (SAC behaviour policies; mazes: "
+                          "noisy waypoint controllers) and save it as a local Minari dataset")
+    make.add_argument("name", metavar="NAME", nargs="+", help="{hopper,halfcheetah,walker2d}-{random,medium,medium-replay,"
+                      "expert,medium-expert}, pointmaze-{umaze,medium,large}[-goals] (D4RL maze2d protocol; -goals: "
+                      "goal-conditioned) or antmaze-{umaze,umaze-diverse,medium-play,medium-diverse}; names of one task "
                       "share SAC runs (hopper-medium hopper-medium-replay: one SAC); --json then prints a list")
     make.add_argument("--size", type=int, default=None, help="transitions per behaviour policy (default: the preset's)")
-    make.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"),
-                      help="budgets: quick (CI, seconds), laptop (default), paper (1M transitions)")
+    make.add_argument("--preset", default="laptop", choices=("quick", "laptop", "paper"), help="budgets: quick (CI, "
+                      "seconds), laptop (default), paper (1M transitions)")
+    make.add_argument("--controller", metavar="FILE.npz", default=None, help="antmaze-*: the ant controller (default: "
+                      "the shipped one; see train-ant-controller)")
     make.add_argument("--seed", type=int, default=0, help="seed of SAC and of the rollouts (default 0)")
     make.add_argument("--save-policy", metavar="DIR", default=None,
                       help="also save the behaviour policies trained here as DIR/{task}-{kind}.npz")
@@ -343,6 +341,7 @@ def build_parser():
                          "then the fine-tunes, in predictable directories; run again, it does only what is missing")
     sweep_arguments(swp)
     swp.set_defaults(run=_sweep)
+    add_ant_controller(sub)
     return parser
 
 

@@ -35,16 +35,18 @@ from importlib.metadata import version
 
 import numpy as np
 
-from gde_ref.envs.make import (DATASET_NAMES, ENV_IDS, MAZE2D_ENV_IDS, MAZE_DATASET_NAMES, MAZE_ENV_IDS,
-                               MAZE_QUICK_NAMES, QUICK_NAMES, QUICK_SUFFIX, REF_SCORES, env_name, env_spaces,
+from gde_ref.envs.make import (ANTMAZE_DATASET_NAMES, ANTMAZE_ENV_IDS, ANTMAZE_QUICK_NAMES, DATASET_NAMES, ENV_IDS,
+                               GOAL_ENV_IDS, MAZE2D_ENV_IDS, MAZE_DATASET_NAMES, MAZE_ENV_IDS, MAZE_QUICK_NAMES,
+                               QUICK_NAMES, QUICK_SUFFIX, REF_SCORES, env_name, env_spaces,
                                normalize_return, parse_dataset_name, quiet_mujoco_warnings, task_of_env_id)
 
 NAMESPACE = "gde-ref"  # our datasets: gde-ref/{task}/{kind}-v0
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 MAKE_HINT = (f"make one with `gde-ref make-dataset NAME` (NAME: {', '.join(DATASET_NAMES[:3])}, ..., "
-             f"{', '.join(MAZE_DATASET_NAMES)})")
-ALL_NAMES = DATASET_NAMES + QUICK_NAMES + MAZE_DATASET_NAMES + MAZE_QUICK_NAMES
+             f"{', '.join(MAZE_DATASET_NAMES + ANTMAZE_DATASET_NAMES)})")
+ALL_NAMES = (DATASET_NAMES + QUICK_NAMES + MAZE_DATASET_NAMES + MAZE_QUICK_NAMES + ANTMAZE_DATASET_NAMES
+             + ANTMAZE_QUICK_NAMES)
 
 
 def dataset_id(name):
@@ -53,9 +55,13 @@ def dataset_id(name):
     ``gde-ref/pointmaze/umaze-v1``, the goal-conditioned ``pointmaze-umaze-goals`` ->
     ``gde-ref/pointmaze/umaze-goals-v0`` (Minari's own is ``D4RL/pointmaze/umaze-v2``). The maze2d ids are
     version 1 because ``gde-ref/pointmaze/umaze-v0`` held goal-conditioned data before the maze2d protocol
-    took the plain names: such an old dataset is never loaded under the new name."""
+    took the plain names: such an old dataset is never loaded under the new name. An AntMaze one:
+    ``antmaze-medium-play`` -> ``gde-ref/antmaze/medium-play-v0`` (D4RL's ``antmaze-medium-play-v2``)."""
     task, kind = parse_dataset_name(name)
     quick = QUICK_SUFFIX if str(name).endswith(QUICK_SUFFIX) else ''
+    if task in ANTMAZE_ENV_IDS:
+        base = str(name)[:-len(QUICK_SUFFIX)] if quick else str(name)
+        return f"{NAMESPACE}/{base.replace('-', '/', 1)}{quick}-v0"
     if task in MAZE_ENV_IDS:
         return f"{NAMESPACE}/{task.replace('-', '/', 1)}{quick}-v{1 if task in MAZE2D_ENV_IDS else 0}"
     return f"{NAMESPACE}/{task}/{kind}{quick}-v0"
@@ -130,7 +136,7 @@ def save_dataset(name_or_id, episodes, env_id=None, ref_min_score=None, ref_max_
     if env_id is None and task is None:
         raise ValueError(f"save_dataset({name_or_id!r}): pass env_id= (e.g. 'Hopper-v5') for a Minari id that is "
                          "not a D4RL-style name")
-    env_id = env_id or {**ENV_IDS, **MAZE_ENV_IDS}[task]
+    env_id = env_id or {**ENV_IDS, **GOAL_ENV_IDS}[task]
     if ref_min_score is None and ref_max_score is None and task is not None:
         ref_min_score, ref_max_score = REF_SCORES[task]
     if (ref_min_score is None) != (ref_max_score is None):
@@ -161,7 +167,7 @@ def save_dataset(name_or_id, episodes, env_id=None, ref_min_score=None, ref_max_
                 author=author, author_email=author_email, code_permalink=code_permalink,
                 ref_min_score=ref_min_score, ref_max_score=ref_max_score, description=description,
                 requirements=[f"{p}>={version(p).rsplit('.', 1)[0]}" for p in ("gymnasium", "mujoco")
-                              + (("gymnasium-robotics",) if task in MAZE_ENV_IDS else ())])
+                              + (("gymnasium-robotics",) if task in GOAL_ENV_IDS else ())])
             dataset.storage.update_metadata({"gde_ref": extra})
         final.parent.mkdir(parents=True, exist_ok=True)
         namespace_file = (staging / did).parent / NAMESPACE_METADATA_FILENAME

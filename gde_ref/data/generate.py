@@ -32,7 +32,8 @@ from gde_ref.config import SACConfig
 from gde_ref.data.behaviour import (POLICY_DIR, collect_episodes, load_policy, save_policy, train_behaviour_sac,
                                     with_actor)
 from gde_ref.data.datasets import dataset_id, save_dataset
-from gde_ref.envs.make import MAZE_TASKS, TASKS, make_env, normalized_score, parse_dataset_name, stored_dataset_name
+from gde_ref.envs.make import (ANTMAZE_TASKS, MAZE_TASKS, TASKS, make_env, normalized_score, parse_dataset_name,
+                               stored_dataset_name)
 
 # The medium level, as a D4RL normalized score (100 = D4RL's expert return R_max, 0 = random R_min).
 MEDIUM_RULE = ("medium = the first SAC checkpoint whose deterministic evaluation (mean over the preset's "
@@ -99,6 +100,9 @@ def planned_steps(name, size=None, preset="laptop", policy_dir=POLICY_DIR, seed=
     if task in MAZE_TASKS:   # no SAC: the waypoint controller rolls out ``size`` transitions
         from gde_ref.data.pointmaze_data import PRESETS as MAZE_SIZES
         return MAZE_SIZES[preset] if size is None else int(size)
+    if task in ANTMAZE_TASKS:   # whole 1000-step rollouts of the waypoints + ant controller
+        from gde_ref.data.antmaze_data import EPISODE_STEPS, PRESETS as ANT_SIZES
+        return -(-(ANT_SIZES[preset] if size is None else int(size)) // EPISODE_STEPS) * EPISODE_STEPS
     size = p.size if size is None else int(size)
     level = MEDIUM_LEVELS[task] if medium_level is None else float(medium_level)
     sac_counted = set() if sac_counted is None else sac_counted
@@ -174,9 +178,10 @@ def _save_trained(path, agent, info, seed, preset):
 
 
 def make_dataset(name, size=None, seed=0, preset="laptop", *, medium_level=None, progress=None,
-                 policy_dir=POLICY_DIR, policy_out=None, command=None, log=None, sac_runs=None):
+                 policy_dir=POLICY_DIR, policy_out=None, command=None, log=None, sac_runs=None, controller=None):
     """Make and save the D4RL-protocol dataset ``name`` (e.g. ``hopper-medium``); returns (Minari id, info).
-    A PointMaze name (``pointmaze-umaze``, ...) goes to ``data.pointmaze_data.make_pointmaze_dataset``.
+    A PointMaze name (``pointmaze-umaze``, ...) goes to ``data.pointmaze_data.make_pointmaze_dataset``, an AntMaze
+    one (``antmaze-umaze``, ...) to ``data.antmaze_data.make_antmaze_dataset`` (``controller``: its policy file).
 
     size : transitions rolled out per policy (default: the preset's); whole episodes, so slightly more.
            ``medium-replay`` ignores it (its size is SAC's history), ``medium-expert`` has two parts of it.
@@ -190,6 +195,14 @@ def make_dataset(name, size=None, seed=0, preset="laptop", *, medium_level=None,
     behaviour policy's evaluation score, the medium rule and level and whether it was reached.
     """
     task, kind = parse_dataset_name(name)
+    if controller is not None and task not in ANTMAZE_TASKS:
+        raise ValueError(f"--controller is for the antmaze-* datasets, not {name}")
+    if task in ANTMAZE_TASKS:   # AntMaze: BFS waypoints and the trained ant controller (data.antmaze_data)
+        from gde_ref.data.antmaze_data import make_antmaze_dataset
+        if policy_out is not None or medium_level is not None:
+            raise ValueError(f"{name} is made by waypoints and an ant controller (gde-ref train-ant-controller): "
+                             "drop --save-policy (and medium_level)")
+        return make_antmaze_dataset(name, size, seed, preset, progress=progress, command=command, controller=controller)
     if task in MAZE_TASKS:   # PointMaze: the waypoint controller's protocol (data.pointmaze_data)
         from gde_ref.data.pointmaze_data import make_pointmaze_dataset
         if policy_out is not None or medium_level is not None:

@@ -63,12 +63,26 @@ REF_SCORES.update({task: (0.0, 1.0) for task in GOAL_MAZE_TASKS})
 MAZE_KIND = "noisy"   # the one kind of maze data: the waypoint controller with N(0, 0.5^2) action noise
 MAZE_DATASET_NAMES = MAZE_TASKS
 MAZE_QUICK_NAMES = tuple(name + QUICK_SUFFIX for name in MAZE_DATASET_NAMES)
-SPARSE_TASKS = GOAL_MAZE_TASKS   # the tasks that take the paper's sparse-reward settings (Table 7's antmaze column)
+# AntMaze (envs.antmaze, data.antmaze_data): D4RL's antmaze protocol on Gymnasium-Robotics' ant mazes. Two tasks
+# (eval envs: fixed start and goal cell, ends at success within 0.5, return 0/1, R_min, R_max = 0, 1), four datasets
+# named as D4RL's: antmaze-umaze (fixed start and goal), -umaze-diverse, -medium-play, -medium-diverse (kinds below).
+ANTMAZE_ENV_IDS = {"antmaze-umaze": "gde_ref/AntMaze_UMaze-v0", "antmaze-medium": "gde_ref/AntMaze_Medium-v0"}
+ANTMAZE_TASKS = tuple(ANTMAZE_ENV_IDS)
+ANTMAZE_MAX_EPISODE_STEPS = {"antmaze-umaze": 700, "antmaze-medium": 1000}   # D4RL's eval time limits
+ANTMAZE_DATASETS = {"antmaze-umaze": ("antmaze-umaze", "fixed"), "antmaze-umaze-diverse": ("antmaze-umaze", "diverse"),
+                    "antmaze-medium-play": ("antmaze-medium", "play"),
+                    "antmaze-medium-diverse": ("antmaze-medium", "diverse")}   # name -> (task, kind)
+ANTMAZE_DATASET_NAMES = tuple(ANTMAZE_DATASETS)
+ANTMAZE_QUICK_NAMES = tuple(name + QUICK_SUFFIX for name in ANTMAZE_DATASET_NAMES)
+REF_SCORES.update({task: (0.0, 1.0) for task in ANTMAZE_TASKS})
+GOAL_ENV_IDS = {**MAZE_ENV_IDS, **ANTMAZE_ENV_IDS}   # every task on a Gymnasium-Robotics maze
+# the tasks that take the paper's sparse-reward settings (Table 7's antmaze column)
+SPARSE_TASKS = GOAL_MAZE_TASKS + ANTMAZE_TASKS
 
 
 def is_sparse(task):
     """True for a task that takes the paper's sparse-reward settings (Table 7's antmaze column,
-    ``experiments.sparse``): the goal-conditioned PointMaze tasks, whose episodes end at success. The maze2d
+    ``experiments.sparse``): AntMaze and the goal-conditioned PointMaze tasks, whose episodes end at success. The maze2d
     ones (never ending, a return of up to hundreds of steps at the goal) take the locomotion settings, as
     CORL's IQL maze2d configs (expectile 0.7, temperature 3), but their rewards are not scaled (``scales_rewards``)."""
     return task in SPARSE_TASKS
@@ -76,8 +90,9 @@ def is_sparse(task):
 
 def scales_rewards(task):
     """True if offline rewards are scaled by 1000 / (max - min episode return) (IQL's locomotion rule): not on a
-    PointMaze task (the goal-conditioned: r - 1; maze2d: the 0/1 rewards as they are, as CORL's IQL does)."""
-    return task not in MAZE_TASKS
+    PointMaze or AntMaze task (AntMaze and goal-conditioned PointMaze: r - 1; maze2d: the 0/1 rewards as they
+    are, as CORL's IQL does)."""
+    return task not in GOAL_ENV_IDS
 
 
 def stored_dataset_name(name, preset):
@@ -86,9 +101,9 @@ def stored_dataset_name(name, preset):
 
 
 def check_task(task):
-    """Return ``task`` if it is one of TASKS or MAZE_TASKS, else raise a ValueError listing them."""
-    if task not in ENV_IDS and task not in MAZE_ENV_IDS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS + MAZE_TASKS)}")
+    """Return ``task`` if it is one of TASKS, MAZE_TASKS or ANTMAZE_TASKS, else raise a ValueError listing them."""
+    if task not in ENV_IDS and task not in GOAL_ENV_IDS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS + MAZE_TASKS + ANTMAZE_TASKS)}")
     return task
 
 
@@ -101,7 +116,7 @@ def task_of_env_id(env_id):
     """The task of a Gymnasium env id of any version (``"Walker2d-v4"`` -> ``"walker2d"``,
     ``"gde_ref/Maze2d_UMaze-v0"`` -> ``"pointmaze-umaze"``, ``"gde_ref/PointMaze_UMaze-v0"`` ->
     ``"pointmaze-umaze-goals"``), or None."""
-    for task, maze_id in MAZE_ENV_IDS.items():
+    for task, maze_id in GOAL_ENV_IDS.items():
         if str(env_id).split("-v")[0] == maze_id.split("-v")[0]:
             return task
     name = env_name(env_id)
@@ -147,7 +162,12 @@ def make_env(task, max_episode_steps=None, **kwargs):
     """
     import gymnasium as gym
 
-    if check_task(task) in MAZE_ENV_IDS:
+    if check_task(task) in ANTMAZE_ENV_IDS:
+        from gde_ref.envs.antmaze import register
+        register()
+        steps = ANTMAZE_MAX_EPISODE_STEPS[task] if max_episode_steps is None else max_episode_steps
+        return gym.make(ANTMAZE_ENV_IDS[task], max_episode_steps=steps, **kwargs)
+    if task in MAZE_ENV_IDS:
         from gde_ref.envs.pointmaze import register
         register()
         steps = MAZE_MAX_EPISODE_STEPS[task] if max_episode_steps is None else max_episode_steps
@@ -162,8 +182,8 @@ def env_spaces(env):
         import gymnasium as gym
         try:
             with quiet_mujoco_warnings():
-                task = env if env in ENV_IDS or env in MAZE_ENV_IDS else task_of_env_id(env)
-                made = make_env(task) if task in MAZE_ENV_IDS or env in ENV_IDS else gym.make(env)
+                task = env if env in ENV_IDS or env in GOAL_ENV_IDS else task_of_env_id(env)
+                made = make_env(task) if task in GOAL_ENV_IDS or env in ENV_IDS else gym.make(env)
         except gym.error.Error as e:
             raise ValueError(f"unknown env {env!r} ({e}); pass a task ({', '.join(TASKS + MAZE_TASKS)}) or a "
                              "Gymnasium id") from e
@@ -199,7 +219,8 @@ def parse_dataset_name(name):
     ``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``; a quick-preset dataset's name
     ``"hopper-medium-quick"`` -> ``("hopper", "medium")``. A PointMaze dataset is named by its task:
     ``"pointmaze-umaze"`` (or ``"pointmaze-umaze-quick"``) -> ``("pointmaze-umaze", "noisy")`` (MAZE_KIND),
-    ``"pointmaze-umaze-goals"`` -> ``("pointmaze-umaze-goals", "noisy")``.
+    ``"pointmaze-umaze-goals"`` -> ``("pointmaze-umaze-goals", "noisy")``. An AntMaze one by ANTMAZE_DATASETS:
+    ``"antmaze-umaze"`` -> ``("antmaze-umaze", "fixed")``, ``"antmaze-medium-play"`` -> ``("antmaze-medium", "play")``.
     Raises a ValueError listing the valid names for anything else (also for D4RL's versioned names such
     as ``hopper-medium-v2``).
     """
@@ -207,10 +228,12 @@ def parse_dataset_name(name):
     maze = text[:-len(QUICK_SUFFIX)] if text.endswith(QUICK_SUFFIX) else text
     if maze in MAZE_DATASET_NAMES:
         return maze, MAZE_KIND
+    if maze in ANTMAZE_DATASETS:
+        return ANTMAZE_DATASETS[maze]
     task, _, kind = text.partition("-")
     kind = kind[:-len(QUICK_SUFFIX)] if kind.endswith(QUICK_SUFFIX) else kind   # hopper-medium-quick: a quick one
     if task not in ENV_IDS or kind not in DATASET_KINDS:
         raise ValueError(f"unknown dataset name {name!r}; valid names are {{{','.join(TASKS)}}}-"
                          f"{{{','.join(DATASET_KINDS)}}}, e.g. hopper-medium or walker2d-medium-replay, or "
-                         f"{', '.join(MAZE_DATASET_NAMES)}")
+                         f"{', '.join(MAZE_DATASET_NAMES + ANTMAZE_DATASET_NAMES)}")
     return task, kind
