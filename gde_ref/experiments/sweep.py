@@ -63,6 +63,10 @@ SECONDS_PER_1K = {
     ("awac", "pretrain"): 5.6, ("awac", "gde"): 11.1, ("awac", "naive"): 5.8, ("awac", "offline"): 1.2,
     ("calql", "pretrain"): 77.3, ("calql", "gde"): 137.5, ("calql", "naive"): 64.8, ("calql", "offline"): 1.2,
 }
+# A baseline's cost relative to the naive fine-tune of its backbone, measured alone on one day
+# (figures/baselines_timing/: each method's laptop run time over oniql's); the rest cost about naive's.
+ALGO_COST = {"pex": 1.50, "iql-balanced": 1.65, "bpiql": 1.36, "iql-per": 1.27, "reiql": 1.27, "jsrl": 1.09,
+             "qdagger": 0.88, "fromscratch": 0.88, "sac-preload": 1.06, "iql-filter": 0.97}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -311,11 +315,12 @@ def plan(spec, out=None, check_data=True):
 # the estimate and the printed plan
 # ------------------------------------------------------------------------------------------------
 def job_seconds(job):
-    """Estimated CPU seconds of ``job`` from ``SECONDS_PER_1K`` (IQL's numbers for a backbone not in it)."""
+    """Estimated CPU seconds of ``job`` from ``SECONDS_PER_1K`` (IQL's numbers for a backbone not in it) and the
+    algo's ``ALGO_COST``."""
     kind = "pretrain" if job["kind"] == "pretrain" else (
         "offline" if job["algo"] == "offline" else "gde" if job["algo"].startswith("gde") else "naive")
     rate = SECONDS_PER_1K.get((job["backbone"], kind), SECONDS_PER_1K[("iql", kind)])
-    return rate * job["steps"] / 1000
+    return rate * ALGO_COST.get(job.get("algo"), 1.0) * job["steps"] / 1000
 
 
 def format_seconds(seconds):
