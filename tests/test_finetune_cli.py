@@ -58,6 +58,15 @@ def assert_same_checkpoint(a, b):
     assert meta_a == meta_b  # loop position, log rows, rng and env states, teacher score, swaps, rho
 
 
+def assert_same_run(a, b, summary_a, summary_b):
+    """Run directories ``a`` and ``b`` ended the same: every checkpoint array and its metadata, log.csv, and the
+    summaries (all but their speed)."""
+    assert_same_checkpoint(a / "checkpoint.npz", b / "checkpoint.npz")
+    assert (a / "log.csv").read_text() == (b / "log.csv").read_text()
+    speed = "env_steps_per_second"
+    assert {k: v for k, v in summary_a.items() if k != speed} == {k: v for k, v in summary_b.items() if k != speed}
+
+
 @pytest.mark.parametrize("algo, backbone", [("gde", "iql"), ("rnd", "iql"), ("gde", "td3bc")])
 def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsys, algo, backbone):
     """Run A straight through (CLI); run B killed right after its checkpoint at step 400 (mid-run, between
@@ -85,11 +94,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(agents, tmp_path, capsy
     again = ["--dataset", "hopper-medium", "--algo", algo, "--from", agent, *budget] if algo == "gde" else []
     code, out, err = run_cli(["--out", str(b), "--resume", *again], capsys)
     assert code == 0, err
-    summary_b = json.loads(out)
-    assert_same_checkpoint(a / "checkpoint.npz", b / "checkpoint.npz")
-    assert (a / "log.csv").read_text() == (b / "log.csv").read_text()
-    speed = "env_steps_per_second"
-    assert {k: v for k, v in summary_a.items() if k != speed} == {k: v for k, v in summary_b.items() if k != speed}
+    assert_same_run(a, b, summary_a, json.loads(out))
     assert summary_a["algo"] == algo and summary_a["env_steps"] == 600 and np.isfinite(
         summary_a["final_normalized_score"])
 

@@ -14,11 +14,11 @@ from gde_ref.config import GDEConfig, IQLConfig
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.experiments.finetune import RunInterrupted, finetune
 from gde_ref.finetune.algos import make_buffer, make_learner
-from gde_ref.finetune.gde import AgentInputs, GDELearner
+from gde_ref.finetune.gde import AgentInputs
 from gde_ref.finetune.pex import PEXFinetuner, composite_actions, selection_probability
 from gde_ref.finetune.qdagger import QDaggerFinetuner, distillation_decay
 from gde_ref.nn.bundle import frozen_net
-from test_finetune_cli import (BUDGET, CLI_BUDGET, STAGES, agents, assert_same_checkpoint,  # noqa: F401
+from test_finetune_cli import (BUDGET, CLI_BUDGET, STAGES, agents, assert_same_run,  # noqa: F401
                                run_cli, tiny_dataset)
 from test_finetune_mujoco import fake_offline, reference_critics
 from test_update_steps import make_batch, make_learner as float64_learner
@@ -235,11 +235,7 @@ def test_cli_run_and_resume_is_bit_identical(agents, tmp_path, capsys, monkeypat
         finetune("hopper-medium", algo, str(b), offline_path=agents["hopper"], interrupt_at=300, **kw)
     code, out, err = run_cli(["--out", str(b), "--resume"], capsys)
     assert code == 0, err
-    summary_b = json.loads(out)
-    assert_same_checkpoint(a / "checkpoint.npz", b / "checkpoint.npz")
-    assert (a / "log.csv").read_text() == (b / "log.csv").read_text()
-    speed = "env_steps_per_second"
-    assert {k: v for k, v in summary_a.items() if k != speed} == {k: v for k, v in summary_b.items() if k != speed}
+    assert_same_run(a, b, summary_a, json.loads(out))
     assert summary_a["algo"] == algo and np.isfinite(summary_a["final_normalized_score"])
     assert summary_a["evaluation_stages"] == (algo == "qdagger")
     if algo == "pex":   # the online part is saved; the offline part is remade from the dataset
