@@ -205,3 +205,10 @@ def test_raw_inputs_are_normalised_once():
     for name, arr in twin.state().items():
         if isinstance(arr, np.ndarray):
             np.testing.assert_array_equal(raw_learner.state()[name], arr, err_msg=name)
+
+
+def test_a_state_of_another_learner_is_one_clear_error():
+    bp = learner(trajectories())
+    other = {k: v for k, v in bp.state().items() if not k.startswith(("prior", "mixing"))}
+    with pytest.raises(ValueError, match="no BpIQL prior or mixing weight .*saved by another algorithm"):
+        bp.load_state(other)

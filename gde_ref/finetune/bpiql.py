@@ -160,6 +160,10 @@ class BpIQLFinetuner(NaiveFinetuner):
         return out
 
     def load_state(self, saved, what="checkpoint"):
+        missing = [k for k in ("prior", "mixing", "previous_action", "episode_start", "rng") if k not in saved]
+        if missing:
+            raise ValueError(f"{what} has no BpIQL prior or mixing weight ({', '.join(missing)}): it was saved by "
+                             "another algorithm")
         super().load_state(saved, what)
         for name, target in (("prior", self.prior.params), ("mixing", self.mixing.params),
                              ("previous_action", self.previous)):
