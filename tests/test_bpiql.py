@@ -10,14 +10,13 @@ from gde_ref.agents.iql import IQLAgent
 from gde_ref.checkpoint import load_npz
 from gde_ref.cli import main
 from gde_ref.config import IQLConfig
-from gde_ref.data.datasets import save_dataset
 from gde_ref.data.prepare import ObsNormalizer
-from gde_ref.envs.make import make_env
 from gde_ref.experiments.finetune import RunInterrupted, finetune
 from gde_ref.experiments.pretrain import save_offline
 from gde_ref.finetune.bpiql import BpIQLConfig, BpIQLFinetuner, consecutive_action_pairs
 from gde_ref.losses.priors import mixing_weight_loss, sigmoid
 from gradcheck import numerical_grad
+from test_finetune_cli import tiny_dataset
 
 SMALL = IQLConfig(hidden=(32, 32), batch_size=32)
 
@@ -142,22 +141,7 @@ def test_update_moves_lambda_towards_the_better_valued_actions(prior_better):
 
 
 def test_quick_run_resumes_bit_identically(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    env = make_env("hopper", max_episode_steps=40)
-    episodes = []
-    for seed in range(3):
-        obs, _ = env.reset(seed=seed)
-        ep = {"observations": [obs], "actions": [], "rewards": [], "terminations": [], "truncations": []}
-        done = False
-        while not done:
-            action = np.full(3, 0.1 * seed, np.float32)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            for key, v in zip(("observations", "actions", "rewards", "terminations", "truncations"),
-                              (obs, action, reward, terminated, truncated)):
-                ep[key].append(v)
-            done = terminated or truncated
-        episodes.append({**{k: np.array(v) for k, v in ep.items()}, "seed": seed})
-    save_dataset("hopper-medium", episodes)
+    tiny_dataset(tmp_path / "minari", monkeypatch)
     agent = tmp_path / "offline.npz"
     save_offline(agent, IQLAgent(11, 3, SMALL, seed=0), ObsNormalizer.identity(11),
                  {"task": "hopper", "dataset": "hopper-medium", "reward_scale": 1.0})

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 
 from gradcheck import assert_grad_close, numerical_grad
-from test_finetune_cli import assert_same_run, offline_file, run_cli
+from test_finetune_cli import assert_same_run, offline_file, run_cli, tiny_dataset
 from gde_ref.agents.iql import IQLAgent
 from gde_ref.checkpoint import load_npz
 from gde_ref.config import GDEConfig, IQLConfig
 from gde_ref.data import Batch
 from gde_ref.data.buffer import ReplayBuffer
-from gde_ref.data.datasets import save_dataset
 from gde_ref.data.prepare import ObsNormalizer
 from gde_ref.data.priority import SumTree, n_step_offline, top_trajectories
 from gde_ref.data.trajectories import trajectory_starts
-from gde_ref.envs.make import REF_SCORES, make_env
 from gde_ref.experiments.finetune import RunInterrupted, finetune
 from gde_ref.finetune.algos import make_buffer, make_learner
 from gde_ref.finetune.datamix import DensityRatio, js_ratio_loss
@@ -248,23 +246,10 @@ def test_bad_input_is_refused_clearly():
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    """A tiny hopper-medium (4 short rollouts, a truncated and terminated mix) and an offline agent."""
+    """A tiny hopper-medium (``tiny_dataset``) and an offline agent."""
     folder = tmp_path_factory.mktemp("datasets")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(folder))
-        env, rng, episodes = make_env("hopper"), np.random.default_rng(0), []
-        for ep in range(4):
-            obs, _ = env.reset(seed=ep)
-            o, a, r, te, tr = [obs], [], [], [], []
-            for t in range(40):
-                act = rng.uniform(-1, 1, 3).astype(np.float32)
-                obs, rew, term, trunc, _ = env.step(act)
-                o.append(obs), a.append(act), r.append(rew), te.append(term), tr.append((trunc or t == 39) and not term)
-                if term or trunc or t == 39:
-                    break
-            episodes.append({"observations": np.array(o), "actions": np.array(a), "rewards": np.array(r),
-                             "terminations": np.array(te), "truncations": np.array(tr), "seed": ep})
-        save_dataset("hopper-medium", episodes, "Hopper-v5", *REF_SCORES["hopper"], metadata={"command": "test"})
+        tiny_dataset(folder, mp)
     return folder, offline_file(tmp_path_factory.mktemp("offline"), "hopper", OBS, ACT)
 
 

@@ -5,12 +5,10 @@ import importlib.util
 import json
 import os
 
-import numpy as np
 import pytest
+from test_finetune_cli import tiny_dataset
 
 from gde_ref.cli import main
-from gde_ref.data.datasets import save_dataset
-from gde_ref.envs.make import REF_SCORES, make_env
 from gde_ref.experiments.sweep import SECONDS_PER_1K, format_plan, format_seconds, load_spec, parse_seeds, plan
 from gde_ref.experiments.sweep_exec import run_sweep
 
@@ -31,25 +29,11 @@ TIMING = ("env_steps_per_second", "seconds")
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
-    """A tiny hopper-medium (4 random-action episodes of <= 50 steps) in a temporary MINARI_DATASETS_PATH,
-    inherited by the sweep's worker processes."""
+    """A tiny hopper-medium (``tiny_dataset``) in a temporary MINARI_DATASETS_PATH, inherited by the sweep's
+    worker processes."""
     folder = tmp_path_factory.mktemp("datasets")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(folder))
-        env, rng, episodes = make_env("hopper"), np.random.default_rng(0), []
-        for ep in range(4):
-            obs, _ = env.reset(seed=ep)
-            o, a, r, te, tr = [obs], [], [], [], []
-            for t in range(50):
-                act = rng.uniform(-1, 1, 3).astype(np.float32)
-                obs, rew, term, trunc, _ = env.step(act)
-                o.append(obs); a.append(act); r.append(rew); te.append(term)
-                tr.append((trunc or t == 49) and not term)
-                if term or trunc or t == 49:
-                    break
-            episodes.append({"observations": np.array(o), "actions": np.array(a), "rewards": np.array(r),
-                             "terminations": np.array(te), "truncations": np.array(tr), "seed": ep})
-        save_dataset("hopper-medium", episodes, "Hopper-v5", *REF_SCORES["hopper"], metadata={"command": "test"})
+        tiny_dataset(folder, mp)
         yield folder
 
 
